@@ -1,0 +1,83 @@
+"""Settings, read from the environment once, and passed in from there on.
+
+With nothing set, the embedded default applies: SQLite and a local artifact
+folder under ``MATIH_DATA_DIR``, created on first use, no server needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The service's configuration.
+
+    Environment variables (all optional):
+        MLFLOW_TRACKING_URI: MLflow backend (``sqlite:///...``, ``postgresql+psycopg://...``,
+            ``http://mlflow:5000``). Default: SQLite under the data dir.
+        MLFLOW_ARTIFACT_ROOT: where artifacts go. Default: ``<data dir>/artifacts``.
+        MLFLOW_REGISTRY_URI: the model registry backend. Default: the tracking URI.
+        MATIH_DATA_DIR: the embedded default's home. Default: ``./.matih``.
+        MATIH_AUTO_CREATE_TENANTS: provision a tenant on first use. Default: on for the
+            embedded default, off otherwise.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    tracking_uri_env: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "tracking_uri")
+    )
+    artifact_root_env: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_ARTIFACT_ROOT", "artifact_root")
+    )
+    registry_uri_env: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "registry_uri")
+    )
+    data_dir: Path = Field(
+        default=Path(".matih"), validation_alias=AliasChoices("MATIH_DATA_DIR", "data_dir")
+    )
+    auto_create_tenants_env: bool | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MATIH_AUTO_CREATE_TENANTS", "auto_create_tenants"),
+    )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no tracking URI is configured and the embedded SQLite store is used."""
+        return not self.tracking_uri_env
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI in force."""
+        if self.tracking_uri_env:
+            return self.tracking_uri_env
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def registry_uri(self) -> str:
+        """The MLflow registry URI in force (the tracking URI unless set)."""
+        return self.registry_uri_env or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> str:
+        """The root under which every tenant gets its own artifact prefix."""
+        if self.artifact_root_env:
+            return self.artifact_root_env.rstrip("/")
+        return str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def auto_create_tenants(self) -> bool:
+        """Whether an unknown tenant is provisioned on first use."""
+        if self.auto_create_tenants_env is not None:
+            return self.auto_create_tenants_env
+        return self.embedded
+
+    def ensure_local_dirs(self) -> None:
+        """Create the embedded default's folders (a no-op for remote backends)."""
+        if self.embedded:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.artifact_root or self.artifact_root.startswith("file://"):
+            Path(self.artifact_root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)

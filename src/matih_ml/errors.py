@@ -1,0 +1,79 @@
+"""One error hierarchy for the whole service, each with a stable code.
+
+Only these errors are mapped to HTTP statuses (one table, in the API layer);
+built-in exceptions are never mapped, so a stray ``KeyError`` stays a bug
+instead of silently becoming a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MatihError(Exception):
+    """Base of every error this package raises on purpose.
+
+    Attributes:
+        code: A stable, machine-readable code (``NOT_FOUND``, ``CONFLICT``...).
+        message: A sentence for a person, naming the problem.
+        details: Extra structured facts (the field, the limit, the reasons).
+    """
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able body used by the API and the CLI's ``--json``."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class ValidationError(MatihError):
+    """The input is malformed: a bad name, a value of the wrong type, a bad step."""
+
+    code = "VALIDATION_ERROR"
+
+
+class NotFoundError(MatihError):
+    """The tenant, experiment, run, model or version does not exist (for this tenant)."""
+
+    code = "NOT_FOUND"
+
+
+class ConflictError(MatihError):
+    """The request clashes with the current state: a duplicate, a non-empty tenant."""
+
+    code = "CONFLICT"
+
+
+class ForbiddenError(MatihError):
+    """The caller is known but its role does not allow the operation."""
+
+    code = "FORBIDDEN"
+
+
+class UnauthenticatedError(MatihError):
+    """No credential, or one that is not valid."""
+
+    code = "UNAUTHENTICATED"
+
+
+class GateFailedError(MatihError):
+    """A lifecycle gate refused a transition; ``details['reasons']`` says why."""
+
+    code = "GATE_FAILED"
+
+
+class UnavailableError(MatihError):
+    """A dependency (database, artifact store, MLflow server) cannot be reached."""
+
+    code = "UNAVAILABLE"
+
+
+class PayloadTooLargeError(MatihError):
+    """An upload or a batch is over the configured limit."""
+
+    code = "PAYLOAD_TOO_LARGE"

@@ -1,0 +1,215 @@
+"""Tenants: each one an MLflow workspace, bound to the current context only.
+
+The tenant of a call is held in a ContextVar (ours and MLflow's), never in
+``os.environ``: ``mlflow.set_workspace()`` writes the process environment and
+would leak one tenant's workspace into another's threads. MLflow's setter for
+the ContextVar is internal API, so it is used here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from mlflow.entities.workspace import WorkspaceDeletionMode
+from mlflow.utils.workspace_context import ServerWorkspaceContext
+
+from matih_ml.backend import MlflowBackend
+from matih_ml.errors import ConflictError, NotFoundError, ValidationError
+from matih_ml.mlflow_errors import translated
+
+TENANT_MIN = 2
+TENANT_MAX = 63
+# DNS-label rules, as MLflow's workspace names; "default" holds MLflow's legacy,
+# pre-workspace resources and is never a tenant.
+_TENANT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_RESERVED = frozenset({"default", "workspaces", "api", "ajax-api", "static-files"})
+
+_current_tenant: ContextVar[str | None] = ContextVar("matih_tenant", default=None)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant as the service sees it.
+
+    Attributes:
+        tenant_id: The DNS-safe name, also the MLflow workspace name.
+        description: Free text.
+        artifact_root: The prefix under which all of this tenant's artifacts live.
+    """
+
+    tenant_id: str
+    description: str | None
+    artifact_root: str | None
+
+
+def validate_tenant_id(tenant_id: object) -> str:
+    """Check a tenant id: 2 to 63 lowercase letters, digits and inner hyphens.
+
+    Raises:
+        ValidationError: If it is not such a name, or is reserved.
+    """
+    if not isinstance(tenant_id, str):
+        raise ValidationError(
+            f"tenant_id must be a string, got {type(tenant_id).__name__}.",
+            details={"field": "tenant_id"},
+        )
+    if not TENANT_MIN <= len(tenant_id) <= TENANT_MAX or not _TENANT_RE.match(tenant_id):
+        raise ValidationError(
+            f"tenant_id {tenant_id[:80]!r} must be {TENANT_MIN} to {TENANT_MAX} lowercase "
+            "letters, digits or inner hyphens.",
+            details={"field": "tenant_id"},
+        )
+    if tenant_id in _RESERVED:
+        raise ValidationError(
+            f"tenant_id {tenant_id!r} is reserved.", details={"field": "tenant_id"}
+        )
+    return tenant_id
+
+
+@contextmanager
+def tenant_scope(tenant_id: str) -> Iterator[str]:
+    """Bind ``tenant_id`` to the current context (thread or task) for the block.
+
+    Every MLflow store call inside the block is confined to the tenant's
+    workspace; outside any scope MLflow fails closed ("Active workspace is required").
+    """
+    tenant_id = validate_tenant_id(tenant_id)
+    token = _current_tenant.set(tenant_id)
+    try:
+        with ServerWorkspaceContext(tenant_id):
+            yield tenant_id
+    finally:
+        _current_tenant.reset(token)
+
+
+def current_tenant() -> str | None:
+    """Return the tenant bound to the current context, or None."""
+    return _current_tenant.get()
+
+
+class TenantDirectory:
+    """Creates, finds and deletes tenants (MLflow workspaces).
+
+    Args:
+        backend: The MLflow backend.
+    """
+
+    def __init__(self, backend: MlflowBackend) -> None:
+        self._backend = backend
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def tenant_artifact_root(self, tenant_id: str) -> str:
+        """Return the artifact prefix of ``tenant_id`` under the configured root."""
+        return f"{self._backend.settings.artifact_root}/{tenant_id}"
+
+    def create_tenant(self, tenant_id: str, description: str | None = None) -> Tenant:
+        """Create a tenant, with its own artifact prefix.
+
+        Raises:
+            ValidationError: For a bad name.
+            ConflictError: If it exists already.
+        """
+        tenant_id = validate_tenant_id(tenant_id)
+        with translated(f"tenant {tenant_id!r}"):
+            ws = self._backend.client.create_workspace(
+                tenant_id,
+                description=description,
+                default_artifact_root=self.tenant_artifact_root(tenant_id),
+            )
+        with self._lock:
+            self._known.add(tenant_id)
+        return Tenant(ws.name, ws.description, ws.default_artifact_root)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        """Return a tenant.
+
+        Raises:
+            NotFoundError: If there is no such tenant.
+        """
+        tenant_id = validate_tenant_id(tenant_id)
+        with translated(f"tenant {tenant_id!r}"):
+            ws = self._backend.client.get_workspace(tenant_id)
+        return Tenant(ws.name, ws.description, ws.default_artifact_root)
+
+    def list_tenants(self) -> list[Tenant]:
+        """Return every tenant, sorted by id."""
+        with translated():
+            workspaces = self._backend.client.list_workspaces()
+        return sorted(
+            (
+                Tenant(w.name, w.description, w.default_artifact_root)
+                for w in workspaces
+                if w.name not in _RESERVED
+            ),
+            key=lambda t: t.tenant_id,
+        )
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Delete a tenant that holds no experiments and no models.
+
+        Raises:
+            NotFoundError: If there is no such tenant.
+            ConflictError: If it still holds resources.
+        """
+        tenant_id = validate_tenant_id(tenant_id)
+        self.get_tenant(tenant_id)
+        try:
+            with translated(f"tenant {tenant_id!r}"):
+                self._backend.client.delete_workspace(tenant_id, WorkspaceDeletionMode.RESTRICT)
+        except (ConflictError, ValidationError) as exc:
+            raise ConflictError(
+                f"Tenant {tenant_id!r} still holds experiments or models; delete them first.",
+                details={"tenant_id": tenant_id},
+            ) from exc
+        with self._lock:
+            self._known.discard(tenant_id)
+
+    def ensure(self, tenant_id: str, *, create: bool) -> str:
+        """Make sure ``tenant_id`` exists, provisioning it if allowed.
+
+        Args:
+            tenant_id: The tenant.
+            create: Whether this call may provision it (writes may; reads never do).
+
+        Raises:
+            ValidationError: For a bad name.
+            NotFoundError: If it does not exist and may not be created here.
+        """
+        tenant_id = validate_tenant_id(tenant_id)
+        if tenant_id in self._known:
+            return tenant_id
+        try:
+            self.get_tenant(tenant_id)
+        except NotFoundError:
+            if not (create and self._backend.settings.auto_create_tenants):
+                raise NotFoundError(
+                    f"Tenant {tenant_id!r} does not exist.", details={"tenant_id": tenant_id}
+                ) from None
+            # Another thread or replica may create it first; either way it exists.
+            with suppress(ConflictError):
+                self.create_tenant(tenant_id)
+        with self._lock:
+            self._known.add(tenant_id)
+        return tenant_id
+
+    @contextmanager
+    def scope(self, tenant_id: str, *, create: bool = False) -> Iterator[str]:
+        """Check the tenant exists (or provision it), then bind it for the block."""
+        self.ensure(tenant_id, create=create)
+        with tenant_scope(tenant_id) as bound:
+            yield bound
+
+
+__all__ = [
+    "Tenant",
+    "TenantDirectory",
+    "current_tenant",
+    "tenant_scope",
+    "validate_tenant_id",
+]

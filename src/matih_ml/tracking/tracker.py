@@ -1,0 +1,308 @@
+"""The experiment tracker of the SDK: tenant-tagged runs with a fluent wrapper.
+
+Usage (as in the specification)::
+
+    tracker = get_experiment_tracker()
+    with tracker.start_run("my-experiment", run_config=RunConfig(tenant_id="acme")) as run:
+        run.log_params({"lr": 0.01}).log_metric("loss", 0.3, step=1)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Param, Run, RunStatus, RunTag
+
+from matih_ml import validation
+from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
+from matih_ml.config import Settings
+from matih_ml.errors import ValidationError
+from matih_ml.mlflow_errors import translated
+from matih_ml.tenancy import TenantDirectory, tenant_scope
+from matih_ml.tracking.experiments import get_or_create_experiment
+from matih_ml.tracking.metrics import log_metrics
+
+TAG_TENANT = "matih.tenant_id"
+TAG_USER = "matih.user_id"
+TAG_JOB = "matih.job_id"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Who and what a run belongs to.
+
+    Attributes:
+        run_name: A readable name for the run.
+        tenant_id: The tenant; required.
+        user_id: Who started it.
+        job_id: The job (pipeline, schedule) that started it.
+        tags: Extra tags for the run.
+    """
+
+    run_name: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    job_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ActiveRun:
+    """A live run. Every method returns the run itself, so calls chain.
+
+    Each call binds the run's tenant for its own duration, so a run may be
+    handed to another thread and still write only into its tenant.
+    """
+
+    def __init__(self, backend: MlflowBackend, tenant_id: str, run: Run) -> None:
+        self._backend = backend
+        self._client = backend.client
+        self._tenant_id = tenant_id
+        self._run = run
+        self._started = time.monotonic()
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run id."""
+        return self._run.info.run_id
+
+    @property
+    def experiment_id(self) -> str:
+        """The id of the experiment the run is in."""
+        return self._run.info.experiment_id
+
+    @property
+    def artifact_uri(self) -> str:
+        """Where the run's artifacts are stored (under the tenant's prefix)."""
+        return self._run.info.artifact_uri
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant the run belongs to."""
+        return self._tenant_id
+
+    def log_params(self, params: Mapping[str, Any]) -> ActiveRun:
+        """Log parameters; values are converted to strings.
+
+        Raises:
+            ValidationError: For a bad key or an over-long value (nothing is logged).
+        """
+        clean = validation.params(params)
+        with tenant_scope(self._tenant_id), translated(f"run {self.run_id!r}"):
+            self._client.log_batch(
+                self.run_id, params=[Param(k, v) for k, v in clean.items()], synchronous=True
+            )
+        return self
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> ActiveRun:
+        """Log several metrics at one step.
+
+        Raises:
+            ValidationError: For a bad key, a non-finite or non-number value, or a bad
+                step (nothing is logged).
+        """
+        with tenant_scope(self._tenant_id):
+            log_metrics(self._client, self.run_id, metrics, step)
+        return self
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> ActiveRun:
+        """Log one metric at ``step`` (0 when omitted)."""
+        return self.log_metrics({key: value}, step=step)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> ActiveRun:
+        """Upload a file or a folder into the run's artifacts.
+
+        Raises:
+            ValidationError: If the local path does not exist, or ``artifact_path``
+                leaves the run (``..``, absolute).
+        """
+        path = Path(local_path)
+        if not path.exists():
+            raise ValidationError(
+                f"No such file or folder: {str(path)!r}.", details={"field": "local_path"}
+            )
+        dest = validation.artifact_path(artifact_path)
+        with tenant_scope(self._tenant_id), translated(f"run {self.run_id!r}"):
+            if path.is_dir():
+                self._client.log_artifacts(self.run_id, str(path), dest)
+            else:
+                self._client.log_artifact(self.run_id, str(path), dest)
+        return self
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> ActiveRun:
+        """Write ``dictionary`` as JSON (or YAML, by the file's suffix) into the artifacts."""
+        dest = validation.artifact_path(artifact_file)
+        if dest is None:
+            raise ValidationError(
+                "artifact_file must not be empty.", details={"field": "artifact_file"}
+            )
+        try:
+            json.dumps(dictionary)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"dictionary is not JSON-serialisable: {exc}", details={"field": "dictionary"}
+            ) from exc
+        with tenant_scope(self._tenant_id), translated(f"run {self.run_id!r}"):
+            self._client.log_dict(self.run_id, dict(dictionary), dest)
+        return self
+
+    def set_tag(self, key: str, value: Any) -> ActiveRun:
+        """Set a tag on the run (the ``matih.`` namespace is reserved)."""
+        clean = validation.tags({key: value})
+        with tenant_scope(self._tenant_id), translated(f"run {self.run_id!r}"):
+            self._client.log_batch(
+                self.run_id, tags=[RunTag(k, v) for k, v in clean.items()], synchronous=True
+            )
+        return self
+
+    def get_elapsed_time(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self._started
+
+
+class ExperimentTracker:
+    """Tenant-scoped experiment tracking on MLflow.
+
+    Args:
+        tracking_uri: The MLflow tracking URI; default from the environment, else
+            the embedded SQLite store.
+        default_artifact_root: The artifact root; each tenant gets a prefix under it.
+        registry_uri: The registry URI; defaults to the tracking URI.
+        settings: Complete settings; explicit arguments above override them.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        default_artifact_root: str | None = None,
+        registry_uri: str | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings or Settings()
+        overrides = {
+            k: v
+            for k, v in {
+                "tracking_uri": tracking_uri,
+                "artifact_root": default_artifact_root,
+                "registry_uri": registry_uri,
+            }.items()
+            if v is not None
+        }
+        self.settings = base.model_copy(update={f"{k}_env": v for k, v in overrides.items()})
+        self._backend: MlflowBackend | None = None
+        self._tenants: TenantDirectory | None = None
+        self._init_lock = threading.Lock()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The tracking URI in force."""
+        return self.settings.tracking_uri
+
+    @property
+    def registry_uri(self) -> str:
+        """The registry URI in force."""
+        return self.settings.registry_uri
+
+    @property
+    def backend(self) -> MlflowBackend:
+        """The MLflow backend, connected on first use (not in the constructor)."""
+        if self._backend is None:
+            with self._init_lock:
+                if self._backend is None:
+                    backend = connect(self.settings)
+                    # As the specification's tracker does: stock MLflow calls in user code
+                    # (mlflow.pyfunc.load_model("models:/...")) reach the same stores.
+                    use_as_mlflow_default(backend)
+                    self._tenants = TenantDirectory(backend)
+                    self._backend = backend
+        return self._backend
+
+    @property
+    def tenants(self) -> TenantDirectory:
+        """The tenant directory of this tracker's backend."""
+        _ = self.backend
+        assert self._tenants is not None
+        return self._tenants
+
+    @contextmanager
+    def start_run(
+        self,
+        experiment_name: str,
+        run_config: RunConfig | None = None,
+        *,
+        description: str | None = None,
+    ) -> Iterator[ActiveRun]:
+        """Start a run in the tenant's experiment ``experiment_name``.
+
+        The run is tagged ``matih.tenant_id``, ``matih.user_id`` and ``matih.job_id``.
+        It ends FINISHED when the block completes, or FAILED when it raises (the
+        exception is re-raised).
+
+        Args:
+            experiment_name: Created in the tenant on first use.
+            run_config: The tenant (required), user, job and run name.
+            description: Stored as the run's note.
+
+        Raises:
+            ValidationError: For a missing tenant or a bad name.
+            NotFoundError: For an unknown tenant when tenants are not auto-created.
+        """
+        config = run_config or RunConfig()
+        if config.tenant_id is None:
+            raise ValidationError(
+                "run_config.tenant_id is required.", details={"field": "tenant_id"}
+            )
+        name = validation.experiment_name(experiment_name)
+        user_tags = validation.tags(config.tags)
+        if config.run_name is not None and len(config.run_name) > 250:
+            raise ValidationError("run_name is over 250 characters.", details={"field": "run_name"})
+        tags = {
+            **user_tags,
+            TAG_TENANT: config.tenant_id,
+            TAG_USER: config.user_id or "",
+            TAG_JOB: config.job_id or "",
+        }
+        if config.user_id:
+            tags["mlflow.user"] = config.user_id
+        if description:
+            tags["mlflow.note.content"] = description
+        client = self.backend.client
+        with self.tenants.scope(config.tenant_id, create=True) as tenant:
+            experiment_id = get_or_create_experiment(client, name)
+            with translated(f"experiment {name!r}"):
+                run = client.create_run(experiment_id, tags=tags, run_name=config.run_name)
+        active = ActiveRun(self.backend, tenant, run)
+        try:
+            yield active
+        except BaseException:
+            self._end(tenant, active.run_id, RunStatus.FAILED)
+            raise
+        self._end(tenant, active.run_id, RunStatus.FINISHED)
+
+    def _end(self, tenant: str, run_id: str, status: int) -> None:
+        with tenant_scope(tenant), translated(f"run {run_id!r}"):
+            self.backend.client.set_terminated(run_id, RunStatus.to_string(status))
+
+
+_singleton: ExperimentTracker | None = None
+_singleton_lock = threading.Lock()
+
+
+def get_experiment_tracker() -> ExperimentTracker:
+    """Return the process-wide tracker, configured from the environment.
+
+    For user code; inside the service, trackers are passed in instead.
+    """
+    global _singleton
+    if _singleton is None:
+        with _singleton_lock:
+            if _singleton is None:
+                _singleton = ExperimentTracker()
+    return _singleton

@@ -1,0 +1,238 @@
+"""Input checks, done before anything is written.
+
+Every public operation validates all of its input first, so that bad input
+fails with a :class:`~matih_ml.errors.ValidationError` and nothing half-written
+is left behind.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from matih_ml.errors import ValidationError
+
+MODEL_NAME_MAX = 128
+EXPERIMENT_NAME_MAX = 256
+KEY_MAX = 250
+PARAM_VALUE_MAX = 6000
+TAG_VALUE_MAX = 5000
+MAX_STEP = 2**63 - 1
+
+# Model names end up in URIs (models:/NAME/1) and artifact paths, so they are kept
+# to characters that need no escaping in either.
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# MLflow's own rule for metric, param and tag keys.
+_KEY_RE = re.compile(r"^[\w\-. /:]+$")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _require_str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{what} must be a string, got {type(value).__name__}.", details={"field": what}
+        )
+    return value
+
+
+def model_name(name: Any) -> str:
+    """Check a registered model name.
+
+    Args:
+        name: The candidate name.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        ValidationError: If it is empty, too long, or has characters outside
+            letters, digits, ``.``, ``_`` and ``-`` (``/`` in particular).
+    """
+    name = _require_str(name, "name")
+    if not name:
+        raise ValidationError("Model name must not be empty.", details={"field": "name"})
+    if len(name) > MODEL_NAME_MAX:
+        raise ValidationError(
+            f"Model name is {len(name)} characters; the limit is {MODEL_NAME_MAX}.",
+            details={"field": "name", "limit": MODEL_NAME_MAX},
+        )
+    if not _MODEL_NAME_RE.match(name):
+        raise ValidationError(
+            f"Model name {name!r} may only contain letters, digits, '.', '_' and '-', "
+            "and must start with a letter or digit.",
+            details={"field": "name"},
+        )
+    return name
+
+
+def experiment_name(name: Any) -> str:
+    """Check an experiment name: 1 to 256 printable characters."""
+    name = _require_str(name, "experiment_name")
+    if not name.strip():
+        raise ValidationError(
+            "Experiment name must not be empty.", details={"field": "experiment_name"}
+        )
+    if len(name) > EXPERIMENT_NAME_MAX:
+        raise ValidationError(
+            f"Experiment name is {len(name)} characters; the limit is {EXPERIMENT_NAME_MAX}.",
+            details={"field": "experiment_name", "limit": EXPERIMENT_NAME_MAX},
+        )
+    if _CONTROL_RE.search(name):
+        raise ValidationError(
+            "Experiment name must not contain control characters.",
+            details={"field": "experiment_name"},
+        )
+    return name
+
+
+def key(value: Any, what: str = "key") -> str:
+    """Check a metric, param or tag key against MLflow's rules (and ours: no ``..``)."""
+    value = _require_str(value, what)
+    if not value or len(value) > KEY_MAX:
+        raise ValidationError(
+            f"{what} must be 1 to {KEY_MAX} characters, got {len(value)}.",
+            details={"field": what, "key": value[:KEY_MAX]},
+        )
+    if not _KEY_RE.match(value) or ".." in value.split("/") or value.startswith("/"):
+        raise ValidationError(
+            f"{what} {value!r} may only contain letters, digits, '_', '-', '.', ' ', '/' "
+            "and ':', and must not be a path out of the run.",
+            details={"field": what, "key": value},
+        )
+    return value
+
+
+def metric_value(name: str, value: Any) -> float:
+    """Check a metric value: a real, finite number (``bool`` is not a metric).
+
+    Non-finite values are refused: JSON cannot carry them, and a consumer that
+    averages or thresholds metrics is silently poisoned by one NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValidationError(
+            f"Metric {name!r} must be a number, got {type(value).__name__}.",
+            details={"field": "metrics", "key": name},
+        )
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValidationError(
+            f"Metric {name!r} must be finite, got {result}.",
+            details={"field": "metrics", "key": name},
+        )
+    return result
+
+
+def metrics(values: Any) -> dict[str, float]:
+    """Check a mapping of metric names to numbers; return it with float values."""
+    if not isinstance(values, Mapping):
+        raise ValidationError(
+            f"metrics must be a mapping, got {type(values).__name__}.",
+            details={"field": "metrics"},
+        )
+    return {key(k, "metric key"): metric_value(k, v) for k, v in values.items()}
+
+
+def step(value: Any) -> int:
+    """Check a step: a whole number from 0 to 2**63-1."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValidationError(
+            f"step must be a whole number, got {type(value).__name__}.", details={"field": "step"}
+        )
+    if not 0 <= int(value) <= MAX_STEP:
+        raise ValidationError(
+            f"step must be between 0 and {MAX_STEP}, got {value}.", details={"field": "step"}
+        )
+    return int(value)
+
+
+def params(values: Any) -> dict[str, str]:
+    """Check params; values are converted to strings (as MLflow stores them)."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValidationError(
+            f"parameters must be a mapping, got {type(values).__name__}.",
+            details={"field": "parameters"},
+        )
+    out: dict[str, str] = {}
+    for k, v in values.items():
+        text = str(v)
+        if len(text) > PARAM_VALUE_MAX:
+            raise ValidationError(
+                f"Param {k!r} is {len(text)} characters; the limit is {PARAM_VALUE_MAX}.",
+                details={"field": "parameters", "key": k},
+            )
+        out[key(k, "param key")] = text
+    return out
+
+
+def tags(values: Any) -> dict[str, str]:
+    """Check user tags. The ``matih.`` namespace is reserved for the service."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValidationError(
+            f"tags must be a mapping, got {type(values).__name__}.", details={"field": "tags"}
+        )
+    out: dict[str, str] = {}
+    for k, v in values.items():
+        k = key(k, "tag key")
+        if k.startswith("matih."):
+            raise ValidationError(
+                f"Tag {k!r} is in the reserved 'matih.' namespace.",
+                details={"field": "tags", "key": k},
+            )
+        text = str(v)
+        if len(text) > TAG_VALUE_MAX:
+            raise ValidationError(
+                f"Tag {k!r} is {len(text)} characters; the limit is {TAG_VALUE_MAX}.",
+                details={"field": "tags", "key": k},
+            )
+        out[k] = text
+    return out
+
+
+def run_id(value: Any) -> str:
+    """Check an MLflow run id (32 lowercase hex digits)."""
+    value = _require_str(value, "run_id")
+    if not _RUN_ID_RE.match(value):
+        raise ValidationError(
+            f"run_id {value[:64]!r} is not a run id (32 hex digits).", details={"field": "run_id"}
+        )
+    return value
+
+
+def version(value: Any) -> str:
+    """Check a model version number (a positive whole number, as int or string)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise ValidationError(
+            f"version must be a positive whole number, got {value!r}.",
+            details={"field": "version"},
+        )
+    return str(int(text))
+
+
+def artifact_path(value: str | None) -> str | None:
+    """Check a relative artifact path: no absolute paths, no ``..``, no backslashes."""
+    if value is None or value == "":
+        return None
+    value = _require_str(value, "artifact_path")
+    parts = value.split("/")
+    if value.startswith("/") or "\\" in value or any(p in ("..", ".") for p in parts):
+        raise ValidationError(
+            f"artifact_path {value!r} must be a relative path inside the run.",
+            details={"field": "artifact_path"},
+        )
+    if _CONTROL_RE.search(value):
+        raise ValidationError(
+            "artifact_path must not contain control characters.",
+            details={"field": "artifact_path"},
+        )
+    return value.strip("/")

@@ -1,0 +1,133 @@
+"""Shared fixtures: one embedded store per test session, a fresh tenant per test.
+
+Creating an MLflow SQLite schema takes seconds, so the store is shared and each
+test isolates itself by working in tenants of its own (which is also what the
+product promises: tenants never see each other).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
+from matih_ml.config import Settings
+from matih_ml.registry import ModelRegistry, RegistryService
+from matih_ml.tenancy import TenantDirectory
+from matih_ml.tracking import ExperimentTracker
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def embedded_settings(data_dir: Path) -> Settings:
+    """The embedded default under ``data_dir``, whatever MLflow put in the environment.
+
+    MLflow's ``set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` to the environment, so
+    a test that wants a store of its own says so explicitly.
+    """
+    return Settings(
+        MATIH_DATA_DIR=str(data_dir),
+        MLFLOW_TRACKING_URI=None,
+        MLFLOW_REGISTRY_URI=None,
+        MLFLOW_ARTIFACT_ROOT=None,
+        MATIH_AUTO_CREATE_TENANTS=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("matih-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return embedded_settings(data_dir)
+
+
+@pytest.fixture(scope="session")
+def backend(settings: Settings) -> MlflowBackend:
+    backend = connect(settings)
+    # As a user's script would: models:/ URIs in the tests reach this store.
+    use_as_mlflow_default(backend)
+    return backend
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_WORKSPACE")
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_environment(backend: MlflowBackend) -> Iterator[None]:
+    """Trackers built by a test point MLflow's globals elsewhere; put them back after."""
+    saved = {k: os.environ.get(k) for k in _MLFLOW_ENV}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    use_as_mlflow_default(backend)
+
+
+@pytest.fixture(scope="session")
+def tenants(backend: MlflowBackend) -> TenantDirectory:
+    return TenantDirectory(backend)
+
+
+@pytest.fixture(scope="session")
+def registry(backend: MlflowBackend, tenants: TenantDirectory) -> RegistryService:
+    return RegistryService(backend, tenants)
+
+
+@pytest.fixture(scope="session")
+def async_registry(registry: RegistryService) -> ModelRegistry:
+    return ModelRegistry(registry)
+
+
+@pytest.fixture(scope="session")
+def tracker(settings: Settings) -> ExperimentTracker:
+    return ExperimentTracker(settings=settings)
+
+
+_counter = itertools.count()
+
+
+def new_tenant_id(prefix: str = "t") -> str:
+    """A tenant id no other test uses."""
+    return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tenant(tenants: TenantDirectory) -> str:
+    return tenants.create_tenant(new_tenant_id()).tenant_id
+
+
+@pytest.fixture
+def other_tenant(tenants: TenantDirectory) -> str:
+    return tenants.create_tenant(new_tenant_id("o")).tenant_id
+
+
+@pytest.fixture(scope="session")
+def xy() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def sk_model(xy: tuple[np.ndarray, np.ndarray]) -> LogisticRegression:
+    x, y = xy
+    return LogisticRegression().fit(x, y)
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a store of its own, for the few tests that need one."""
+    yield embedded_settings(tmp_path / "data")
