@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/matih-ml demo
+	$(VENV)/bin/matih-ml serve --host $${MATIH_HOST:-127.0.0.1} --port $${MATIH_PORT:-8080}
 
-demo: run
+demo: $(STAMP)
+	$(VENV)/bin/matih-ml demo
 
 test: $(STAMP)
 	$(PY) -m pytest

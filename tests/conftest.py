@@ -131,3 +131,109 @@ def sk_model(xy: tuple[np.ndarray, np.ndarray]) -> LogisticRegression:
 def isolated_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings on a store of its own, for the few tests that need one."""
     yield embedded_settings(tmp_path / "data")
+
+
+# ------------------------------------------------------------------ the REST API
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings, backend: MlflowBackend):
+    from matih_ml.services import build_services
+
+    return build_services(settings)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving an app on a loopback port, in a thread of the test process."""
+
+    def __init__(self, app) -> None:
+        import threading
+        import time
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api(services) -> Iterator[LiveServer]:
+    from matih_ml.api.app import create_app
+
+    server = LiveServer(create_app(services=services))
+    yield server
+    server.stop()
+
+
+class ApiTenant:
+    """A tenant with one API key per role, and HTTP clients that use them."""
+
+    def __init__(self, api: LiveServer, services, tenant_id: str) -> None:
+        import httpx
+
+        self.tenant_id = tenant_id
+        self.keys = {
+            role: services.api_keys.create(tenant_id, role, f"{role}-key").secret
+            for role in ("viewer", "editor", "approver", "admin")
+        }
+        self._clients = {
+            role: httpx.Client(
+                base_url=api.url, timeout=60, headers={"Authorization": f"Bearer {key}"}
+            )
+            for role, key in self.keys.items()
+        }
+
+    def __getattr__(self, role: str):
+        try:
+            return self._clients[role]
+        except KeyError:
+            raise AttributeError(role) from None
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+
+
+@pytest.fixture
+def acme(api, services) -> Iterator[ApiTenant]:
+    t = ApiTenant(api, services, services.tenants.create_tenant(new_tenant_id("acme")).tenant_id)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def globex(api, services) -> Iterator[ApiTenant]:
+    t = ApiTenant(api, services, services.tenants.create_tenant(new_tenant_id("glx")).tenant_id)
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="session")
+def saved_sklearn_model(tmp_path_factory, sk_model) -> Path:
+    import mlflow.sklearn
+
+    path = tmp_path_factory.mktemp("saved") / "model"
+    mlflow.sklearn.save_model(sk_model, str(path))
+    return path

@@ -1,20 +1,100 @@
-"""The ``matih-ml`` command line."""
+"""The ``matih-ml`` command line. Every command prints a table, or JSON with ``--json``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from functools import wraps
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from matih_ml.errors import MatihError
+
 app = typer.Typer(
     help="MATIH ML Service: multi-tenant experiment tracking and model registry.",
     no_args_is_help=True,
 )
+tenants_app = typer.Typer(help="Create, list and delete tenants.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+app.add_typer(runs_app, name="runs")
+
 console = Console()
-# Progress goes to stderr so that --json output on stdout stays parseable.
-progress = Console(stderr=True)
+# Progress and errors go to stderr so that --json output on stdout stays parseable.
+stderr = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="The tenant.")]
+
+
+def _services():  # noqa: ANN202 - imported lazily: `--help` should not connect to anything
+    from matih_ml.config import Settings
+    from matih_ml.services import build_services
+
+    return build_services(Settings())
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _emit(rows: Sequence[Any] | Any, columns: Iterable[str], as_json: bool, title: str) -> None:
+    data = _plain(rows)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    items = data if isinstance(data, list) else [data]
+    table = Table(title=title)
+    cols = list(columns)
+    for c in cols:
+        table.add_column(c)
+    for item in items:
+        table.add_row(*(_cell(item.get(c)) for c in cols))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def handles_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """Print our errors as one line (or JSON) and exit 1, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except MatihError as exc:
+            if kwargs.get("as_json"):
+                typer.echo(json.dumps({"error": exc.to_dict()}))
+            else:
+                stderr.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+            raise typer.Exit(1) from None
+
+    return wrapper
 
 
 @app.callback()
@@ -22,31 +102,252 @@ def main() -> None:
     """MATIH ML Service."""
 
 
+# ------------------------------------------------------------------------ serve
+
+
 @app.command()
-def demo(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
+    """Start the REST API (on the embedded default unless MLFLOW_TRACKING_URI is set)."""
+    import uvicorn
+
+    from matih_ml.api.app import create_app
+    from matih_ml.bootstrap import bootstrap_demo
+
+    services = _services()
+    key = bootstrap_demo(services)
+    if key:
+        # Plain prints: the key must stay on one line to be copied.
+        tenant = services.settings.bootstrap_tenant or "demo"
+        typer.echo(f"Created tenant '{tenant}' and an admin key, shown this once:", err=True)
+        typer.echo(f"  {key}", err=True)
+        typer.echo(
+            f"Try: curl -H 'Authorization: Bearer {key}' http://{host}:{port}/api/v1/models",
+            err=True,
+        )
+    uvicorn.run(
+        create_app(services=services), host=host, port=port, workers=workers, log_level="info"
+    )
+
+
+@app.command()
+def demo(as_json: JsonOpt = False) -> None:
     """Train and register a model for two tenants, and show what each tenant sees."""
     from matih_ml.demo import run_demo
 
-    with progress.status("Training and registering for two tenants..."):
+    with stderr.status("Training and registering for two tenants..."):
         seen = run_demo()
     if as_json:
         typer.echo(json.dumps(seen, indent=2))
         return
     for tenant, view in seen.items():
-        table = Table(title=f"What tenant '{tenant}' sees")
-        for col in ("model", "versions", "stage", "accuracy", "artifacts"):
-            table.add_column(col)
-        for m in view["models"]:
-            table.add_row(
-                m["name"],
-                ",".join(m["versions"]),
-                m["stage"],
-                f"{m['accuracy']:.3f}",
-                m["artifact_uri"],
-            )
-        console.print(table)
+        _emit(
+            view["models"],
+            ("name", "versions", "stage", "accuracy", "artifact_uri"),
+            False,
+            f"What tenant '{tenant}' sees",
+        )
+
+
+# ---------------------------------------------------------------------- tenants
+
+
+@tenants_app.command("create")
+@handles_errors
+def tenants_create(
+    tenant_id: Annotated[str, typer.Argument(help="DNS-safe name, 2-63 characters.")],
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a tenant."""
+    t = _services().tenants.create_tenant(tenant_id, description or None)
+    _emit(t, ("tenant_id", "description", "artifact_root"), as_json, "Tenant created")
+
+
+@tenants_app.command("list")
+@handles_errors
+def tenants_list(as_json: JsonOpt = False) -> None:
+    """List tenants."""
+    _emit(
+        _services().tenants.list_tenants(),
+        ("tenant_id", "description", "artifact_root"),
+        as_json,
+        "Tenants",
+    )
+
+
+@tenants_app.command("delete")
+@handles_errors
+def tenants_delete(tenant_id: str, as_json: JsonOpt = False) -> None:
+    """Delete an empty tenant."""
+    _services().tenants.delete_tenant(tenant_id)
+    _emit(
+        {"tenant_id": tenant_id, "deleted": True},
+        ("tenant_id", "deleted"),
+        as_json,
+        "Tenant deleted",
+    )
+
+
+# ------------------------------------------------------------------------- keys
+
+
+@keys_app.command("create")
+@handles_errors
+def keys_create(
+    tenant: TenantOpt,
+    role: Annotated[str, typer.Option(help="viewer, editor, approver or admin.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key; the key is printed this once."""
+    services = _services()
+    services.tenants.ensure(tenant, create=False)
+    new = services.api_keys.create(tenant, role, name, created_by="cli")
+    _emit(
+        {**asdict(new.info), "key": new.secret},
+        ("key_id", "tenant_id", "role", "key"),
+        as_json,
+        "API key created (shown once)",
+    )
+
+
+@keys_app.command("list")
+@handles_errors
+def keys_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """List a tenant's API keys."""
+    _emit(
+        _services().api_keys.list(tenant),
+        ("key_id", "name", "role", "created_at", "revoked_at"),
+        as_json,
+        f"Keys of {tenant}",
+    )
+
+
+@keys_app.command("revoke")
+@handles_errors
+def keys_revoke(tenant: TenantOpt, key_id: str, as_json: JsonOpt = False) -> None:
+    """Revoke an API key."""
+    info = _services().api_keys.revoke(tenant, key_id)
+    _emit(info, ("key_id", "name", "role", "revoked_at"), as_json, "Key revoked")
+
+
+# ----------------------------------------------------------------------- models
+
+_MODEL_COLS = ("name", "current_version", "stage", "framework", "versions", "metrics")
+
+
+@models_app.command("list")
+@handles_errors
+def models_list(
+    tenant: TenantOpt,
+    stage: Annotated[str | None, typer.Option(help="Only models with a version here.")] = None,
+    framework: Annotated[str | None, typer.Option(help="sklearn, pytorch or onnx.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a tenant's models."""
+    _emit(
+        _services().registry.list_models(tenant, stage, framework),
+        _MODEL_COLS,
+        as_json,
+        f"Models of {tenant}",
+    )
+
+
+@models_app.command("show")
+@handles_errors
+def models_show(tenant: TenantOpt, model_id: str, as_json: JsonOpt = False) -> None:
+    """Show one model."""
+    services = _services()
+    md = services.registry.require_model(tenant, model_id)
+    if as_json:
+        versions = services.registry.list_versions(tenant, model_id)
+        typer.echo(json.dumps({**_plain(md), "version_details": _plain(versions)}, indent=2))
+        return
+    _emit(md, (*_MODEL_COLS, "artifact_uri"), False, f"Model {model_id}")
+    _emit(
+        services.registry.list_versions(tenant, model_id),
+        ("version", "stage", "framework", "run_id", "aliases"),
+        False,
+        "Versions",
+    )
+
+
+@models_app.command("register")
+@handles_errors
+def models_register(
+    tenant: TenantOpt,
+    name: Annotated[str, typer.Option(help="The model's name.")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The run that logged the model.")],
+    artifact_path: Annotated[str, typer.Option(help="The model's path in the run.")] = "model",
+    stage: Annotated[str | None, typer.Option(help="Move the new version to this stage.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a run's model (safe to re-run: the same run gives the same version)."""
+    services = _services()
+    with stderr.status(f"Registering {name} from run {run_id}..."):
+        v = services.registry.create_version(
+            tenant, name, run_id, artifact_path=artifact_path, created_by="cli"
+        )
+        if stage:
+            services.registry.transition_stage(tenant, name, v.version, stage)
+            v = services.registry.get_version(tenant, name, v.version)
+    _emit(v, ("model_id", "version", "stage", "run_id", "artifact_uri"), as_json, "Registered")
+
+
+@models_app.command("promote")
+@handles_errors
+def models_promote(
+    tenant: TenantOpt,
+    model_id: str,
+    version: str,
+    stage: Annotated[str, typer.Option(help="The target stage.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a version to another stage."""
+    md = _services().registry.transition_stage(tenant, model_id, version, stage)
+    _emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
+
+
+# ------------------------------------------------------------------------- runs
+
+
+@runs_app.command("list")
+@handles_errors
+def runs_list(
+    tenant: TenantOpt,
+    experiment_id: Annotated[str, typer.Option("--experiment", "-e", help="Experiment id.")],
+    max_results: Annotated[int, typer.Option(help="How many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List an experiment's runs, newest first."""
+    page = _services().runs.list_runs(tenant, experiment_id, max_results)
+    rows = [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "metrics": dict(r.data.metrics),
+        }
+        for r in page.items
+    ]
+    _emit(rows, ("run_id", "run_name", "status", "metrics"), as_json, "Runs")
+
+
+@runs_app.command("compare")
+@handles_errors
+def runs_compare(
+    tenant: TenantOpt,
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids.")],
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="Metric keys.")] = [],  # noqa: B006
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare runs side by side."""
+    rows = _services().registry.compare_runs(tenant, run_ids, metric)
+    _emit(rows, ("run_id", "run_name", "status", "parameters", "metrics"), as_json, "Comparison")
 
 
 if __name__ == "__main__":

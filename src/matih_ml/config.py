@@ -44,6 +44,46 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MATIH_AUTO_CREATE_TENANTS", "auto_create_tenants"),
     )
 
+    database_url_env: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_DATABASE_URL", "database_url")
+    )
+    jwt_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_JWT_SECRET", "jwt_secret")
+    )
+    jwt_public_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MATIH_JWT_PUBLIC_KEY_FILE", "jwt_public_key_file"),
+    )
+    jwt_jwks_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_JWT_JWKS_FILE", "jwt_jwks_file")
+    )
+    jwt_audience: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_JWT_AUDIENCE", "jwt_audience")
+    )
+    jwt_issuer: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_JWT_ISSUER", "jwt_issuer")
+    )
+    jwt_tenant_claim: str = Field(
+        default="tenant_id",
+        validation_alias=AliasChoices("MATIH_JWT_TENANT_CLAIM", "jwt_tenant_claim"),
+    )
+    max_upload_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        validation_alias=AliasChoices("MATIH_MAX_UPLOAD_BYTES", "max_upload_bytes"),
+    )
+    bootstrap_tenant: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_BOOTSTRAP_TENANT", "bootstrap_tenant")
+    )
+
+    @property
+    def database_url(self) -> str:
+        """The service tables' database: ``MATIH_DATABASE_URL``, else MLflow's SQL store."""
+        if self.database_url_env:
+            return self.database_url_env
+        if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql")):
+            return self.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'matih.db').resolve()}"
+
     @property
     def embedded(self) -> bool:
         """True when no tracking URI is configured and the embedded SQLite store is used."""

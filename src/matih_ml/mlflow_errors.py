@@ -26,12 +26,14 @@ _INVALID = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "MALFORME
 _UNAVAILABLE = {"TEMPORARILY_UNAVAILABLE", "SERVICE_UNDER_MAINTENANCE", "REQUEST_LIMIT_EXCEEDED"}
 
 
-def translate(exc: MlflowException, what: str = "") -> MatihError:
+def translate(exc: MlflowException, what: str = "", *, bad_input: bool = False) -> MatihError:
     """Map an MLflow exception to the matching :class:`MatihError`.
 
     Args:
         exc: The exception MLflow raised.
         what: What was being done, for the message (e.g. ``"model 'churn'"``).
+        bad_input: The call carried caller-made input MLflow parses itself (a page
+            token): MLflow's internal errors then mean that input was bad.
 
     Returns:
         The error to raise instead (chained by the caller).
@@ -45,24 +47,27 @@ def translate(exc: MlflowException, what: str = "") -> MatihError:
         return ConflictError(f"{what} already exists." if what else message, details=details)
     if code in _INVALID:
         return ValidationError(message, details=details)
+    if bad_input and code == "INTERNAL_ERROR":
+        return ValidationError(f"The request is not valid: {message}", details=details)
     if code in _UNAVAILABLE:
         return UnavailableError(message, details=details)
     return UnavailableError(f"The MLflow backend failed: {message}", details=details)
 
 
 @contextmanager
-def translated(what: str = "") -> Iterator[None]:
+def translated(what: str = "", *, bad_input: bool = False) -> Iterator[None]:
     """Run MLflow calls, raising our errors in place of MLflow's.
 
     Args:
         what: What is being looked up, used in not-found and duplicate messages.
+        bad_input: See :func:`translate`.
     """
     try:
         yield
     except MatihError:
         raise
     except MlflowException as exc:
-        raise translate(exc, what) from exc
+        raise translate(exc, what, bad_input=bad_input) from exc
     except OperationalError as exc:
         raise UnavailableError(
             "The metadata database cannot be reached.", details={"backend": "database"}

@@ -29,6 +29,12 @@ _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _KEY_RE = re.compile(r"^[\w\-. /:]+$")
 _RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PAGE_TOKEN_RE = re.compile(r"^[A-Za-z0-9+/=_-]{1,4096}$")
+
+# The same rules as JSON-schema patterns, for the API's published document.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
+VERSION_PATTERN = r"^[1-9][0-9]{0,17}$"
 
 
 def _require_str(value: Any, what: str) -> str:
@@ -236,3 +242,14 @@ def artifact_path(value: str | None) -> str | None:
             details={"field": "artifact_path"},
         )
     return value.strip("/")
+
+
+def page_token(value: str | None) -> str | None:
+    """Check an opaque page token's alphabet (tokens are base64 text)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _PAGE_TOKEN_RE.match(value):
+        raise ValidationError(
+            "page_token is not a token this service issued.", details={"field": "page_token"}
+        )
+    return value

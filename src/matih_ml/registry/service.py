@@ -240,6 +240,7 @@ class RegistryService:
         description: str = "",
         tags: dict[str, str] | None = None,
         created_by: str | None = None,
+        framework: str | None = None,
     ) -> ModelVersionInfo:
         """Register the model a run logged as a new version of ``model_id``.
 
@@ -255,15 +256,18 @@ class RegistryService:
             description: The version's description.
             tags: User tags for the version.
             created_by: Who registered it.
+            framework: If given, the run's model must be of this framework.
 
         Raises:
-            ValidationError: For bad input, or a run with no MLflow model there.
+            ValidationError: For bad input, a run with no MLflow model there, or one of
+                another framework than ``framework``.
             NotFoundError: If the run is not in this tenant.
         """
         name = validation.model_name(model_id)
         run_id = validation.run_id(run_id)
         path = validation.artifact_path(artifact_path) or "model"
         clean_tags = validation.tags(tags)
+        expected = frameworks.parse_framework(framework) if framework else None
         with self._tenants.scope(tenant_id, create=True) as tenant:
             with translated(f"run {run_id!r}"):
                 run = self._client.get_run(run_id)
@@ -277,6 +281,11 @@ class RegistryService:
                 with translated(f"model {path!r} of run {run_id!r}"):
                     get_artifact_repository(source).download_artifacts("", str(local))
                 fw = self._framework_of(local)
+                if expected is not None and fw is not expected:
+                    raise ValidationError(
+                        f"The run's model is {fw.value}, not {expected.value}.",
+                        details={"field": "framework"},
+                    )
                 reqs_file = local / "requirements.txt"
                 reqs = reqs_file.read_text().split() if reqs_file.exists() else []
                 mv = self._new_version(
@@ -468,8 +477,9 @@ class RegistryService:
             raise ValidationError(
                 f"max_results must be between 1 and {_MAX_PAGE}.", details={"field": "max_results"}
             )
+        page_token = validation.page_token(page_token)
         with self._tenants.scope(tenant_id) as tenant:
-            with translated():
+            with translated(bad_input=bool(page_token)):
                 models = self._client.search_registered_models(
                     filter_string=queries.FRAMEWORK_FILTER[fw] if fw else None,
                     max_results=max_results,
@@ -482,7 +492,11 @@ class RegistryService:
                 if want_stage is None
                 or any(_stage_of(v) is want_stage for v in rm.latest_versions or [])
             ]
-            return _Page(self._metadata_many(tenant, selected), models.token or None)
+            token = models.token
+            # MLflow's registry store hands out its token as bytes, its tracking store as str.
+            if isinstance(token, bytes):
+                token = token.decode("ascii")
+            return _Page(self._metadata_many(tenant, selected), token or None)
 
     def get_version(self, tenant_id: str, model_id: str, version: str | int) -> ModelVersionInfo:
         """Return one version of a model.

@@ -1,0 +1,53 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from matih_ml import __version__
+from matih_ml.api import errors
+from matih_ml.api.limits import BodyLimitMiddleware
+from matih_ml.api.routes import experiments, health, keys, models, runs
+from matih_ml.config import Settings
+from matih_ml.services import Services, build_services
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable ids ("models_list_models") so that generated clients read well.
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the API. Services are built at start-up unless given (tests pass their own).
+
+    Args:
+        settings: Used to build the services; from the environment if omitted.
+        services: Ready-made services.
+    """
+    settings = services.settings if services else (settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "services", None) is None:
+            app.state.services = await run_in_threadpool(build_services, settings)
+        yield
+
+    app = FastAPI(
+        title="matih-ml",
+        version=__version__,
+        description="MATIH ML Service: multi-tenant experiment tracking and model registry. "
+        "Every request's tenant comes from its credential.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, models, experiments, runs, keys):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    return app

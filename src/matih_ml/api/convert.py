@@ -1,0 +1,36 @@
+"""MLflow entities to response bodies."""
+
+from __future__ import annotations
+
+from mlflow.entities import Experiment, Run
+
+from matih_ml.api.schemas import ExperimentRead, RunRead
+
+
+def experiment_read(e: Experiment) -> ExperimentRead:
+    """An experiment as the API shows it."""
+    return ExperimentRead(
+        experiment_id=e.experiment_id,
+        name=e.name,
+        artifact_location=e.artifact_location,
+        lifecycle_stage=e.lifecycle_stage,
+        tags=dict(e.tags or {}),
+        creation_time=e.creation_time,
+        last_update_time=e.last_update_time,
+    )
+
+
+def run_read(r: Run) -> RunRead:
+    """A run as the API shows it."""
+    return RunRead(
+        run_id=r.info.run_id,
+        run_name=r.info.run_name,
+        experiment_id=r.info.experiment_id,
+        status=r.info.status,
+        start_time=r.info.start_time,
+        end_time=r.info.end_time,
+        artifact_uri=r.info.artifact_uri,
+        metrics=dict(r.data.metrics),
+        params=dict(r.data.params),
+        tags=dict(r.data.tags),
+    )

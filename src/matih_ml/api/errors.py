@@ -1,0 +1,104 @@
+"""One table from error codes to HTTP statuses, and the handlers that use it.
+
+Every error body is ``{"error": {"code", "message", "details"}}``. Only our own
+errors are mapped; anything else is a 500 whose body says nothing of the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from matih_ml.errors import (
+    ConflictError,
+    ForbiddenError,
+    GateFailedError,
+    MatihError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnauthenticatedError,
+    UnavailableError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[MatihError], int] = {
+    ValidationError: 422,
+    UnauthenticatedError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    GateFailedError: 409,
+    PayloadTooLargeError: 413,
+    UnavailableError: 503,
+}
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+}
+
+
+def status_of(exc: MatihError) -> int:
+    """The HTTP status for one of our errors."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """The JSON body of every error response."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers on ``app``."""
+
+    @app.exception_handler(MatihError)
+    async def _matih(_: Request, exc: MatihError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthenticatedError) else None
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_of(exc), headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        return JSONResponse(
+            error_body(
+                "VALIDATION_ERROR", f"{first['field']}: {first['message']}", {"problems": problems}
+            ),
+            422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("INTERNAL", "An internal error occurred."), 500)

@@ -1,0 +1,242 @@
+"""Registered models and their versions."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
+
+from matih_ml import validation
+from matih_ml.api.deps import Admin, Reader, ServicesDep, Writer
+from matih_ml.api.params import FrameworkName, MaxResults, ModelId, PageToken, StageName, Version
+from matih_ml.api.routes._common import ERRORS
+from matih_ml.api.schemas import (
+    ModelCreate,
+    ModelRead,
+    Page,
+    StageChange,
+    UploadMetadata,
+    VersionCreate,
+    VersionRead,
+)
+from matih_ml.errors import ValidationError
+from matih_ml.registry.uploads import load_uploaded_model
+from matih_ml.tracking.runs import MetricPoint
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERRORS)
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ModelCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "framework", "file"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "pattern": validation.MODEL_NAME_PATTERN,
+                            "minLength": 1,
+                            "maxLength": 128,
+                        },
+                        "framework": {"type": "string", "enum": ["sklearn", "onnx", "pytorch"]},
+                        "file": {"type": "string", "format": "binary"},
+                        "metadata": {"type": "string", "description": "UploadMetadata as JSON"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post("", status_code=201, response_model=ModelRead, openapi_extra=_UPLOAD_SCHEMA)
+async def register_model(request: Request, services: ServicesDep, who: Writer) -> ModelRead:
+    """Register a model or a new version: JSON naming a run, or a multipart file upload."""
+    from starlette.concurrency import run_in_threadpool
+
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except HTTPException as exc:  # a malformed or oversized multipart body
+            raise ValidationError(
+                f"The multipart body is not valid: {exc.detail}", details={"field": "body"}
+            ) from None
+        upload = form.get("file")
+        name, framework = form.get("name"), form.get("framework")
+        if not isinstance(name, str) or not isinstance(framework, str):
+            raise ValidationError(
+                "Fields 'name' and 'framework' are required.", details={"field": "name"}
+            )
+        if upload is None or isinstance(upload, str):
+            raise ValidationError("Field 'file' must be a file.", details={"field": "file"})
+        data = await upload.read()
+        meta = _upload_metadata(form.get("metadata"))
+        return await run_in_threadpool(
+            _register_upload, services, who.tenant_id, who.subject, name, framework, data, meta
+        )
+    if ctype.startswith("application/json") or not ctype:
+        try:
+            body = ModelCreate.model_validate_json(await request.body() or b"{}")
+        except PydanticValidationError as exc:
+            raise _as_validation(exc) from None
+        return await run_in_threadpool(_register_run, services, who.tenant_id, who.subject, body)
+    raise ValidationError(
+        f"Content type {ctype!r} is not accepted: send application/json or multipart/form-data.",
+        details={"field": "content-type"},
+    )
+
+
+def _as_validation(exc: PydanticValidationError) -> ValidationError:
+    errs = exc.errors()
+    field = ".".join(str(p) for p in errs[0]["loc"]) if errs else ""
+    return ValidationError(
+        f"{field}: {errs[0]['msg']}" if errs else "invalid body",
+        details={
+            "problems": [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in errs]
+        },
+    )
+
+
+def _upload_metadata(raw: Any) -> UploadMetadata:
+    if raw is None:
+        return UploadMetadata()
+    if not isinstance(raw, str):
+        raise ValidationError("Field 'metadata' must be JSON text.", details={"field": "metadata"})
+    try:
+        return UploadMetadata.model_validate(json.loads(raw))
+    except (ValueError, PydanticValidationError) as exc:
+        raise ValidationError(
+            f"Field 'metadata' is not valid: {exc}", details={"field": "metadata"}
+        ) from None
+
+
+def _register_upload(services, tenant, subject, name, framework, data, meta) -> ModelRead:  # noqa: ANN001
+    model = load_uploaded_model(framework, io.BytesIO(data))
+    md = services.registry.register_model(
+        tenant,
+        name,
+        model,
+        framework,
+        meta.metrics,
+        meta.parameters,
+        meta.tags,
+        description=meta.description,
+        model_type=meta.model_type,
+        created_by=subject,
+    )
+    return ModelRead.of(md)
+
+
+def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  # noqa: ANN001
+    if body.metrics or body.parameters:
+        # Checked here so that a bad name or run id writes no metrics first.
+        validation.model_name(body.name)
+        services.runs.log_batch(
+            tenant,
+            body.run_id,
+            [MetricPoint(k, v) for k, v in body.metrics.items()],
+            params=body.parameters,
+        )
+    services.registry.create_version(
+        tenant,
+        body.name,
+        body.run_id,
+        artifact_path=body.artifact_path,
+        description=body.description,
+        tags=body.tags,
+        created_by=subject,
+        framework=body.framework,
+    )
+    return ModelRead.of(services.registry.require_model(tenant, body.name))
+
+
+@router.get("", response_model=Page[ModelRead])
+def list_models(
+    services: ServicesDep,
+    who: Reader,
+    stage: StageName | None = None,
+    framework: FrameworkName | None = None,
+    page_token: PageToken = None,
+    max_results: MaxResults = 100,
+) -> Page[ModelRead]:
+    """List the tenant's models, by stage and framework."""
+    page = services.registry.list_models_page(
+        who.tenant_id,
+        stage=stage,
+        framework=framework,
+        max_results=max_results,
+        page_token=page_token,
+    )
+    return Page(items=[ModelRead.of(m) for m in page.items], next_page_token=page.next_page_token)
+
+
+@router.get("/{model_id}", response_model=ModelRead)
+def get_model(model_id: ModelId, services: ServicesDep, who: Reader) -> ModelRead:
+    """Get one model."""
+    return ModelRead.of(services.registry.require_model(who.tenant_id, model_id))
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(model_id: ModelId, services: ServicesDep, who: Admin) -> Response:
+    """Delete a model and its versions (refused while one is in production)."""
+    services.registry.delete_model(who.tenant_id, model_id)
+    return Response(status_code=204)
+
+
+@router.post("/{model_id}/versions", status_code=201, response_model=VersionRead)
+def create_version(
+    model_id: ModelId, body: VersionCreate, services: ServicesDep, who: Writer
+) -> VersionRead:
+    """Register a run's model as a new version (the same run twice gives the same version)."""
+    v = services.registry.create_version(
+        who.tenant_id,
+        model_id,
+        body.run_id,
+        artifact_path=body.artifact_path,
+        description=body.description,
+        tags=body.tags,
+        created_by=who.subject,
+    )
+    return VersionRead.of(v)
+
+
+@router.get("/{model_id}/versions", response_model=Page[VersionRead])
+def list_versions(model_id: ModelId, services: ServicesDep, who: Reader) -> Page[VersionRead]:
+    """List a model's versions, newest first."""
+    items = services.registry.list_versions(who.tenant_id, model_id)
+    return Page(items=[VersionRead.of(v) for v in items])
+
+
+@router.get("/{model_id}/versions/{version}", response_model=VersionRead)
+def get_version(
+    model_id: ModelId, version: Version, services: ServicesDep, who: Reader
+) -> VersionRead:
+    """Get one version."""
+    return VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
+
+
+@router.delete("/{model_id}/versions/{version}", status_code=204)
+def delete_version(
+    model_id: ModelId, version: Version, services: ServicesDep, who: Admin
+) -> Response:
+    """Delete a development, staging or archived version."""
+    services.registry.delete_version(who.tenant_id, model_id, version)
+    return Response(status_code=204)
+
+
+@router.put("/{model_id}/stage", response_model=ModelRead)
+def transition_stage(
+    model_id: ModelId, body: StageChange, services: ServicesDep, who: Writer
+) -> ModelRead:
+    """Move a version to another stage."""
+    md = services.registry.transition_stage(who.tenant_id, model_id, body.version, body.stage)
+    return ModelRead.of(md)

@@ -1,0 +1,224 @@
+"""Request and response bodies, kept apart from the services' own types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from matih_ml.api.params import FrameworkName, RoleName, StageName
+from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
+from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATTERN
+
+T = TypeVar("T")
+
+_Strict = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_page_token: str | None = None
+
+
+# ---------------------------------------------------------------- models
+
+
+class ModelRead(BaseModel):
+    model_id: str
+    tenant_id: str
+    name: str
+    description: str
+    model_type: str
+    framework: str
+    current_version: str
+    versions: list[str]
+    stage: str
+    metrics: dict[str, float]
+    parameters: dict[str, Any]
+    tags: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    artifact_uri: str
+
+    @classmethod
+    def of(cls, md: ModelMetadata) -> ModelRead:
+        return cls(**md.__dict__)
+
+
+class VersionRead(BaseModel):
+    model_id: str
+    version: str
+    stage: str
+    framework: str
+    run_id: str | None
+    source: str
+    artifact_uri: str
+    description: str
+    tags: dict[str, str]
+    aliases: list[str]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, v: ModelVersionInfo) -> VersionRead:
+        data = dict(v.__dict__)
+        data.pop("tenant_id")
+        return cls(**data)
+
+
+class ModelCreate(BaseModel):
+    """Register a model from a run that logged it (for uploads, send multipart)."""
+
+    model_config = _Strict
+    name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    artifact_path: str = Field(default="model", min_length=1, max_length=256)
+    framework: FrameworkName | None = None
+    description: str = Field(default="", max_length=5000)
+    metrics: dict[str, float] = {}
+    parameters: dict[str, str | int | float | bool] = {}
+    tags: dict[str, str] = {}
+
+
+class UploadMetadata(BaseModel):
+    """The ``metadata`` field of a multipart upload, as JSON."""
+
+    model_config = _Strict
+    description: str = Field(default="", max_length=5000)
+    metrics: dict[str, float] = {}
+    parameters: dict[str, str | int | float | bool] = {}
+    tags: dict[str, str] = {}
+    model_type: str | None = Field(default=None, max_length=32)
+
+
+class VersionCreate(BaseModel):
+    model_config = _Strict
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    artifact_path: str = Field(default="model", min_length=1, max_length=256)
+    description: str = Field(default="", max_length=5000)
+    tags: dict[str, str] = {}
+
+
+class StageChange(BaseModel):
+    model_config = _Strict
+    version: str = Field(pattern=VERSION_PATTERN)
+    stage: StageName
+
+
+# ------------------------------------------------------ experiments and runs
+
+
+class ExperimentRead(BaseModel):
+    experiment_id: str
+    name: str
+    artifact_location: str
+    lifecycle_stage: str
+    tags: dict[str, str]
+    creation_time: int | None
+    last_update_time: int | None
+
+
+class RunRead(BaseModel):
+    run_id: str
+    run_name: str | None
+    experiment_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    artifact_uri: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+class RunCreate(BaseModel):
+    model_config = _Strict
+    experiment_name: str = Field(min_length=1, max_length=256)
+    run_name: str | None = Field(default=None, max_length=250)
+    tags: dict[str, str] = {}
+    job_id: str = Field(default="", max_length=256)
+
+
+class MetricIn(BaseModel):
+    model_config = _Strict
+    key: str = Field(min_length=1, max_length=250)
+    value: float
+    step: int = Field(default=0, ge=0, le=2**63 - 1)
+    timestamp: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class LogBatch(BaseModel):
+    model_config = _Strict
+    metrics: list[MetricIn] = Field(default=[], max_length=10_000)
+    params: dict[str, str | int | float | bool] = {}
+    tags: dict[str, str] = {}
+
+
+class LogBatchResult(BaseModel):
+    metrics_written: int
+
+
+class RunEnd(BaseModel):
+    model_config = _Strict
+    status: str = Field(default="FINISHED", pattern="^(FINISHED|FAILED|KILLED)$")
+
+
+class MetricPointRead(BaseModel):
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
+class ArtifactRead(BaseModel):
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+
+class ComparisonRow(BaseModel):
+    run_id: str
+    run_name: str | None
+    status: str
+    parameters: dict[str, str]
+    metrics: dict[str, float | None]
+
+
+# ---------------------------------------------------------------- keys
+
+
+class KeyCreate(BaseModel):
+    model_config = _Strict
+    role: RoleName
+    name: str = Field(default="", max_length=128)
+
+
+class KeyRead(BaseModel):
+    key_id: str
+    tenant_id: str
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="The whole API key. It is shown this once.")
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

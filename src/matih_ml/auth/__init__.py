@@ -1,0 +1,1 @@
+"""Authentication (API keys, JWTs) and authorization (roles), in one place."""

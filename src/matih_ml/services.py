@@ -1,0 +1,46 @@
+"""Everything the API and the CLI need, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from matih_ml.auth.api_keys import ApiKeyStore
+from matih_ml.auth.jwt_tokens import JwtVerifier
+from matih_ml.backend import MlflowBackend, connect
+from matih_ml.config import Settings
+from matih_ml.registry.service import RegistryService
+from matih_ml.store.db import Database
+from matih_ml.tenancy import TenantDirectory
+from matih_ml.tracking.runs import RunService
+
+
+@dataclass(frozen=True)
+class Services:
+    """The service layer, wired together."""
+
+    settings: Settings
+    backend: MlflowBackend
+    db: Database
+    tenants: TenantDirectory
+    registry: RegistryService
+    runs: RunService
+    api_keys: ApiKeyStore
+    jwt: JwtVerifier
+
+
+def build_services(settings: Settings) -> Services:
+    """Connect to MLflow and the service database (migrating it), and wire the services."""
+    backend = connect(settings)
+    db = Database(settings.database_url)
+    db.upgrade()
+    tenants = TenantDirectory(backend)
+    return Services(
+        settings=settings,
+        backend=backend,
+        db=db,
+        tenants=tenants,
+        registry=RegistryService(backend, tenants),
+        runs=RunService(backend, tenants),
+        api_keys=ApiKeyStore(db),
+        jwt=JwtVerifier(settings),
+    )

@@ -1,0 +1,1 @@
+"""The service's own tables (API keys now; audit, approvals and the outbox later)."""

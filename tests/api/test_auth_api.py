@@ -1,0 +1,191 @@
+"""Credentials: API keys and JWTs; the tenant comes from the credential only."""
+
+import json
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from api.helpers import error, ok
+from conftest import LiveServer, new_tenant_id
+from matih_ml.api.app import create_app
+from matih_ml.auth.jwt_tokens import JwtVerifier
+
+SECRET = "test-hs256-secret-that-is-long-enough-0123456789"
+
+
+def test_no_credential_is_401(api) -> None:
+    err = error(httpx.get(f"{api.url}/api/v1/models"), 401, "UNAUTHENTICATED")
+    assert "Bearer" in err["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer mk_0000000000000000_wrong"},
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "mk_short_x"},
+        {"X-API-Key": ""},
+    ],
+)
+def test_bad_credentials_are_401(api, headers) -> None:
+    error(httpx.get(f"{api.url}/api/v1/models", headers=headers), 401)
+
+
+def test_a_wrong_secret_for_a_real_key_id_is_401(api, acme) -> None:
+    prefix = "_".join(acme.keys["viewer"].split("_", 2)[:2])
+    error(
+        httpx.get(f"{api.url}/api/v1/models", headers={"Authorization": f"Bearer {prefix}_forged"}),
+        401,
+    )
+
+
+def test_x_api_key_header_works(api, acme) -> None:
+    r = httpx.get(f"{api.url}/api/v1/models", headers={"X-API-Key": acme.keys["viewer"]})
+    assert ok(r) == {"items": [], "next_page_token": None}
+
+
+def test_tenant_headers_and_params_cannot_choose_the_tenant(api, acme, globex) -> None:
+    ok(globex.editor.post("/api/v1/runs", json={"experiment_name": "secret-exp"}), 201)
+    for extra in ({"X-Tenant-Id": globex.tenant_id}, {"X-MLflow-Workspace": globex.tenant_id}):
+        r = acme.viewer.get(
+            "/api/v1/experiments", headers=extra, params={"tenant_id": globex.tenant_id}
+        )
+        assert ok(r)["items"] == []
+
+
+def test_keys_are_stored_only_as_salted_hashes(services, acme) -> None:
+    from sqlalchemy import select
+
+    from matih_ml.store.models import ApiKeyRow
+
+    with services.db.uow() as s:
+        rows = s.scalars(select(ApiKeyRow).where(ApiKeyRow.tenant_id == acme.tenant_id)).all()
+    secrets = [k.split("_", 2)[2] for k in acme.keys.values()]
+    assert len(rows) == 4 and len({r.salt for r in rows}) == 4
+    for row in rows:
+        assert all(s not in row.secret_hash and s not in row.salt for s in secrets)
+
+
+def test_key_management_by_admin(acme, api) -> None:
+    created = ok(acme.admin.post("/api/v1/keys", json={"role": "viewer", "name": "ci"}), 201)
+    assert created["key"].startswith("mk_") and created["tenant_id"] == acme.tenant_id
+    listed = ok(acme.admin.get("/api/v1/keys"))["items"]
+    assert "key" not in listed[0] and created["key_id"] in [k["key_id"] for k in listed]
+    with httpx.Client(base_url=api.url, headers={"X-API-Key": created["key"]}) as c:
+        ok(c.get("/api/v1/models"))
+        ok(acme.admin.delete(f"/api/v1/keys/{created['key_id']}"))
+        error(c.get("/api/v1/models"), 401)
+    error(acme.admin.post("/api/v1/keys", json={"role": "root"}), 422)
+    error(acme.admin.delete("/api/v1/keys/0000000000000000"), 404)
+    for role in ("viewer", "editor", "approver"):
+        error(getattr(acme, role).post("/api/v1/keys", json={"role": "admin"}), 403, "FORBIDDEN")
+        error(getattr(acme, role).get("/api/v1/keys"), 403)
+
+
+def test_another_tenants_key_cannot_be_revoked(acme, globex) -> None:
+    other = ok(globex.admin.post("/api/v1/keys", json={"role": "viewer"}), 201)
+    error(acme.admin.delete(f"/api/v1/keys/{other['key_id']}"), 404)
+    assert other["key_id"] not in [k["key_id"] for k in ok(acme.admin.get("/api/v1/keys"))["items"]]
+    assert ok(globex.admin.get("/api/v1/keys"))["items"][-1]["revoked_at"] is None
+
+
+# ------------------------------------------------------------------------- JWTs
+
+
+def _token(key, alg: str, tenant: str, roles, **extra) -> str:
+    claims = {
+        "sub": "alice",
+        "tenant_id": tenant,
+        "roles": roles,
+        "exp": int(time.time()) + 300,
+        **extra,
+    }
+    headers = {"kid": "k1"} if alg == "RS256" else None
+    return jwt.encode(claims, key, algorithm=alg, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def rsa_pair(tmp_path_factory):
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    folder = tmp_path_factory.mktemp("jwt")
+    (folder / "pub.pem").write_bytes(pem)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    (folder / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256"}]}))
+    return private, folder
+
+
+@pytest.fixture(scope="module")
+def jwt_api(services, rsa_pair):
+    """A second server on the same stores, with HS256 and RS256 (JWKS) configured."""
+    from dataclasses import replace
+
+    _, folder = rsa_pair
+    settings = services.settings.model_copy(
+        update={
+            "jwt_secret": SECRET,
+            "jwt_jwks_file": folder / "jwks.json",
+            "jwt_public_key_file": folder / "pub.pem",
+        }
+    )
+    server = LiveServer(
+        create_app(services=replace(services, settings=settings, jwt=JwtVerifier(settings)))
+    )
+    yield server
+    server.stop()
+
+
+def test_hs256_and_rs256_tokens(jwt_api, rsa_pair, services) -> None:
+    private, _ = rsa_pair
+    tenant = services.tenants.create_tenant(new_tenant_id("jwt")).tenant_id
+    for key, alg in ((SECRET, "HS256"), (private, "RS256")):
+        token = _token(key, alg, tenant, ["editor"])
+        h = {"Authorization": f"Bearer {token}"}
+        run = ok(
+            httpx.post(
+                f"{jwt_api.url}/api/v1/runs", headers=h, json={"experiment_name": f"e-{alg}"}
+            ),
+            201,
+        )
+        assert run["tags"]["matih.tenant_id"] == tenant and run["tags"]["matih.user_id"] == "alice"
+    viewer = {"Authorization": f"Bearer {_token(SECRET, 'HS256', tenant, 'viewer')}"}
+    error(
+        httpx.post(f"{jwt_api.url}/api/v1/runs", headers=viewer, json={"experiment_name": "e"}), 403
+    )
+    assert len(ok(httpx.get(f"{jwt_api.url}/api/v1/experiments", headers=viewer))["items"]) == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: _token("wrong-secret-wrong-secret-wrong-secret!!", "HS256", t, ["admin"]),
+        lambda t: _token(SECRET, "HS256", t, ["admin"], exp=int(time.time()) - 10),
+        lambda t: _token(SECRET, "HS256", "Not A Tenant", ["admin"]),
+        lambda t: jwt.encode({"sub": "a", "tenant_id": t, "roles": ["admin"]}, SECRET, "HS256"),
+        lambda t: jwt.encode(
+            {"sub": "a", "tenant_id": t, "roles": ["admin"], "exp": 9999999999},
+            None,
+            algorithm="none",
+        ),
+        lambda t: "a.b.c",
+    ],
+)
+def test_bad_tokens_are_401(jwt_api, services, make) -> None:
+    tenant = services.tenants.create_tenant(new_tenant_id("jwt")).tenant_id
+    r = httpx.get(
+        f"{jwt_api.url}/api/v1/models", headers={"Authorization": f"Bearer {make(tenant)}"}
+    )
+    error(r, 401)
+
+
+def test_tokens_are_refused_where_no_jwt_key_is_configured(api, services) -> None:
+    tenant = services.tenants.create_tenant(new_tenant_id("jwt")).tenant_id
+    token = _token(SECRET, "HS256", tenant, ["admin"])
+    error(httpx.get(f"{api.url}/api/v1/models", headers={"Authorization": f"Bearer {token}"}), 401)

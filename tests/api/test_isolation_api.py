@@ -1,0 +1,107 @@
+"""Tenant B's keys against tenant A's objects: every endpoint answers 404 or an
+empty list, and nothing of A's changes. The route table is checked too, so a new
+endpoint without a line here fails this test."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.helpers import ok, register, run_with_model
+from matih_ml.api.app import create_app
+
+# (method, path, body). {run}, {exp}, {key} are A's. Paths are the templates' order.
+CALLS = [
+    ("GET", "/api/v1/models", None),
+    ("POST", "/api/v1/models", {"name": "stolen", "run_id": "{run}"}),
+    ("GET", "/api/v1/models/churn", None),
+    ("DELETE", "/api/v1/models/churn", None),
+    ("POST", "/api/v1/models/churn/versions", {"run_id": "{run}"}),
+    ("GET", "/api/v1/models/churn/versions", None),
+    ("GET", "/api/v1/models/churn/versions/1", None),
+    ("DELETE", "/api/v1/models/churn/versions/1", None),
+    ("PUT", "/api/v1/models/churn/stage", {"version": "1", "stage": "staging"}),
+    ("GET", "/api/v1/experiments", None),
+    ("GET", "/api/v1/experiments/compare?run_ids={run}&metrics=accuracy", None),
+    ("GET", "/api/v1/experiments/{exp}", None),
+    ("GET", "/api/v1/experiments/{exp}/runs", None),
+    ("POST", "/api/v1/runs/{run}/log-batch", {"metrics": [{"key": "accuracy", "value": 0}]}),
+    ("POST", "/api/v1/runs/{run}/end", {"status": "KILLED"}),
+    ("GET", "/api/v1/runs/{run}", None),
+    ("GET", "/api/v1/runs/{run}/metrics/accuracy/history", None),
+    ("GET", "/api/v1/runs/{run}/artifacts", None),
+    ("PUT", "/api/v1/runs/{run}/artifacts/model/MLmodel", b"overwritten"),
+    ("GET", "/api/v1/runs/{run}/artifacts/model/MLmodel", None),
+    ("GET", "/api/v1/keys", None),
+    ("DELETE", "/api/v1/keys/{key}", None),
+]
+# Endpoints that name no object of another tenant: they act in the caller's tenant.
+OWN_TENANT_ONLY = {("POST", "/api/v1/runs"), ("POST", "/api/v1/keys")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+
+
+def _template(path: str) -> str:
+    import re
+
+    path = path.split("?")[0]
+    path = path.replace("churn", "{model_id}").replace("/versions/1", "/versions/{version}")
+    path = (
+        path.replace("{run}", "{run_id}").replace("{exp}", "{exp_id}").replace("{key}", "{key_id}")
+    )
+    path = path.replace("/metrics/accuracy/", "/metrics/{key}/")
+    return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
+
+
+def test_every_api_route_is_covered(services) -> None:
+    spec = create_app(services=services).openapi()
+    routes = {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops}
+    covered = {(m, _template(p)) for m, p, _ in CALLS} | OWN_TENANT_ONLY | PUBLIC
+    assert routes == covered
+
+
+@pytest.fixture
+def a_state(acme, saved_sklearn_model):
+    md = register(acme.editor, saved_sklearn_model)
+    run_id = run_with_model(acme.editor, saved_sklearn_model)
+    run = ok(acme.viewer.get(f"/api/v1/runs/{run_id}"))
+    key = ok(acme.admin.get("/api/v1/keys"))["items"][0]["key_id"]
+    return {"model": md, "run": run, "key": key}
+
+
+def _snapshot(acme, run_id: str) -> dict:
+    return {
+        "model": ok(acme.viewer.get("/api/v1/models/churn")),
+        "versions": ok(acme.viewer.get("/api/v1/models/churn/versions")),
+        "run": ok(acme.viewer.get(f"/api/v1/runs/{run_id}")),
+        "history": ok(acme.viewer.get(f"/api/v1/runs/{run_id}/metrics/accuracy/history")),
+        "mlmodel": acme.viewer.get(f"/api/v1/runs/{run_id}/artifacts/model/MLmodel").content,
+        "keys": ok(acme.admin.get("/api/v1/keys")),
+        "experiments": ok(acme.viewer.get("/api/v1/experiments")),
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CALLS, ids=[f"{m} {p}" for m, p, _ in CALLS])
+def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, path, body):
+    run_id = a_state["run"]["run_id"]
+    exp_id = a_state["run"]["experiment_id"]
+    before = _snapshot(acme, run_id)
+    url = path.format(run=run_id, exp=exp_id, key=a_state["key"])
+    kwargs = {}
+    if isinstance(body, bytes):
+        kwargs["content"] = body
+    elif body is not None:
+        kwargs["json"] = {
+            k: (v.format(run=run_id) if isinstance(v, str) else v) for k, v in body.items()
+        }
+    response = globex.admin.request(method, url, **kwargs)
+    if response.status_code == 200:
+        data = response.json()
+        items = data["items"] if isinstance(data, dict) else data
+        # Globex's own list holds only globex's keys; nothing else of anyone.
+        assert all(i.get("tenant_id", globex.tenant_id) == globex.tenant_id for i in items)
+        if "keys" not in url:
+            assert items == []
+    else:
+        assert response.status_code == 404, (response.status_code, response.text)
+        assert response.json()["error"]["code"] == "NOT_FOUND"
+    assert _snapshot(acme, run_id) == before
+    assert ok(globex.viewer.get("/api/v1/models"))["items"] == []

@@ -1,0 +1,93 @@
+"""The matih-ml command line, on a store of its own, with --json and tables."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from matih_ml.cli import app
+from matih_ml.tracking import ExperimentTracker, RunConfig
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ARTIFACT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MATIH_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def run(*args: str) -> dict | list:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, (result.output, result.stderr)
+    return json.loads(result.stdout)
+
+
+def test_tenants_and_keys(cli_env) -> None:
+    assert run("tenants", "create", "acme", "--description", "Acme")["tenant_id"] == "acme"
+    assert [t["tenant_id"] for t in run("tenants", "list")] == ["acme"]
+    key = run("keys", "create", "--tenant", "acme", "--role", "editor", "--name", "ci")
+    assert key["key"].startswith("mk_") and key["role"] == "editor"
+    listed = run("keys", "list", "--tenant", "acme")
+    assert [k["key_id"] for k in listed] == [key["key_id"]] and "key" not in listed[0]
+    assert run("keys", "revoke", "--tenant", "acme", key["key_id"])["revoked_at"]
+    assert run("tenants", "delete", "acme") == {"tenant_id": "acme", "deleted": True}
+    assert run("tenants", "list") == []
+
+
+def test_errors_are_one_line_and_exit_1(cli_env) -> None:
+    result = runner.invoke(app, ["tenants", "create", "Bad_Name"])
+    assert result.exit_code == 1
+    assert "VALIDATION_ERROR" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(
+        app, ["keys", "create", "--tenant", "nobody", "--role", "admin", "--json"]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "NOT_FOUND"
+    result = runner.invoke(app, ["tenants", "create", "acme"])
+    result = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--role", "root"])
+    assert result.exit_code == 1 and "role" in result.stderr
+
+
+def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
+    import mlflow.sklearn
+
+    from matih_ml.config import Settings
+
+    local = tmp_path / "m"
+    mlflow.sklearn.save_model(sk_model, str(local))
+    tracker = ExperimentTracker(settings=Settings())
+    ids = []
+    for i in range(2):
+        with tracker.start_run("train", RunConfig(tenant_id="acme")) as r:
+            r.log_params({"i": i}).log_metric("acc", 0.8 + i / 10).log_artifact(local, "model")
+            ids.append(r.run_id)
+    for _ in range(2):  # safe to re-run: the same run gives the same version
+        v = run(
+            "models",
+            "register",
+            "--tenant",
+            "acme",
+            "--name",
+            "churn",
+            "--run-id",
+            ids[0],
+            "--stage",
+            "staging",
+        )
+    assert (v["version"], v["stage"]) == ("1", "staging")
+    assert [m["name"] for m in run("models", "list", "--tenant", "acme", "--stage", "staging")] == [
+        "churn"
+    ]
+    md = run("models", "promote", "--tenant", "acme", "churn", "1", "--stage", "production")
+    assert md["stage"] == "production"
+    shown = run("models", "show", "--tenant", "acme", "churn")
+    assert shown["version_details"][0]["aliases"] in ([], ["production"])
+    rows = run("runs", "list", "--tenant", "acme", "--experiment", r.experiment_id)
+    assert {x["run_id"] for x in rows} == set(ids)
+    cmp = run("runs", "compare", "--tenant", "acme", *ids, "--metric", "acc")
+    assert [c["metrics"]["acc"] for c in cmp] == [0.8, 0.9]
+    table = runner.invoke(app, ["models", "list", "--tenant", "acme"])
+    assert table.exit_code == 0 and "churn" in table.stdout and "production" in table.stdout
