@@ -27,6 +27,7 @@ def test_register_from_a_run_then_read_list_and_delete(acme, saved_sklearn_model
         201,
     )
     assert md["name"] == "churn" and md["current_version"] == "1"
+    assert md["model_type"] == "classification" and md["framework"] == "sklearn"
     assert md["metrics"] == {"accuracy": 0.9, "f1": 0.8}
     assert md["parameters"] == {"C": "1", "depth": "3"}
     assert md["tenant_id"] == acme.tenant_id

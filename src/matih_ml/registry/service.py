@@ -295,7 +295,7 @@ class RegistryService:
                     source=source,
                     local_model=local,
                     framework=fw,
-                    model_type=run.data.tags.get(TAG_MODEL_TYPE, "unknown"),
+                    model_type=run.data.tags.get(TAG_MODEL_TYPE) or self._model_type_of(fw, local),
                     description=description,
                     created_by=created_by or run.data.tags.get("mlflow.user", ""),
                     requirements=reqs,
@@ -332,6 +332,18 @@ class RegistryService:
             f"The model's flavors {sorted(flavors)} include no supported framework.",
             details={"field": "artifact_path"},
         )
+
+    @staticmethod
+    def _model_type_of(fw: Framework, local: Path) -> str:
+        """Classification, regression or clustering, read off a saved sklearn model."""
+        if fw is not Framework.SKLEARN:
+            return "unknown"
+        import mlflow.sklearn
+
+        try:
+            return frameworks.infer_model_type(fw, mlflow.sklearn.load_model(str(local)))
+        except Exception:  # noqa: BLE001 - the type is a label; a model that won't load has none
+            return "unknown"
 
     def _version_of_run(self, name: str, run_id: str) -> ModelVersion | None:
         if not queries.is_safe(name):
