@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
+from matih_ml.backend import MlflowBackend, use_as_mlflow_default
 from matih_ml.config import Settings
 from matih_ml.registry import ModelRegistry, RegistryService
 from matih_ml.tenancy import TenantDirectory
@@ -52,11 +52,17 @@ def settings(data_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def backend(settings: Settings) -> MlflowBackend:
-    backend = connect(settings)
+def services(settings: Settings):
+    from matih_ml.services import build_services
+
+    return build_services(settings)
+
+
+@pytest.fixture(scope="session")
+def backend(services) -> MlflowBackend:
     # As a user's script would: models:/ URIs in the tests reach this store.
-    use_as_mlflow_default(backend)
-    return backend
+    use_as_mlflow_default(services.backend)
+    return services.backend
 
 
 _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_WORKSPACE")
@@ -76,18 +82,46 @@ def _restore_mlflow_environment(backend: MlflowBackend) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tenants(backend: MlflowBackend) -> TenantDirectory:
-    return TenantDirectory(backend)
+def tenants(services, backend) -> TenantDirectory:
+    return services.tenants
 
 
 @pytest.fixture(scope="session")
-def registry(backend: MlflowBackend, tenants: TenantDirectory) -> RegistryService:
-    return RegistryService(backend, tenants)
+def registry(services, backend) -> RegistryService:
+    return services.registry
 
 
 @pytest.fixture(scope="session")
-def async_registry(registry: RegistryService) -> ModelRegistry:
-    return ModelRegistry(registry)
+def lifecycle(services, backend):
+    return services.lifecycle
+
+
+@pytest.fixture(scope="session")
+def async_registry(registry: RegistryService, lifecycle) -> ModelRegistry:
+    return ModelRegistry(registry, lifecycle)
+
+
+@pytest.fixture
+def move(lifecycle):
+    """Move a version through the lifecycle; returns the model's metadata afterwards."""
+
+    def _move(tenant_id: str, model: str, version, stage: str, **options):
+        return lifecycle.transition_stage(tenant_id, model, version, stage, **options).model
+
+    return _move
+
+
+def open_production_gate(lifecycle, tenant_id: str) -> None:
+    """A tenant policy with no approval before production (for tests about other things)."""
+    from matih_ml.registry.policy import Policy, ProductionGate
+
+    lifecycle.policies.set(tenant_id, Policy(production=ProductionGate(require_approval=False)))
+
+
+@pytest.fixture
+def open_gates(lifecycle, tenant):
+    open_production_gate(lifecycle, tenant)
+    return tenant
 
 
 @pytest.fixture(scope="session")
@@ -134,13 +168,6 @@ def isolated_settings(tmp_path: Path) -> Iterator[Settings]:
 
 
 # ------------------------------------------------------------------ the REST API
-
-
-@pytest.fixture(scope="session")
-def services(settings: Settings, backend: MlflowBackend):
-    from matih_ml.services import build_services
-
-    return build_services(settings)
 
 
 def free_port() -> int:

@@ -81,7 +81,25 @@ def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
     assert [m["name"] for m in run("models", "list", "--tenant", "acme", "--stage", "staging")] == [
         "churn"
     ]
-    md = run("models", "promote", "--tenant", "acme", "churn", "1", "--stage", "production")
+    refused = runner.invoke(
+        app,
+        ["models", "promote", "--tenant", "acme", "churn", "1", "--stage", "production", "--json"],
+    )
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "GATE_FAILED"
+    md = run(
+        "models",
+        "promote",
+        "--tenant",
+        "acme",
+        "churn",
+        "1",
+        "--stage",
+        "production",
+        "--force",
+        "--reason",
+        "approved by phone during the incident",
+    )
     assert md["stage"] == "production"
     shown = run("models", "show", "--tenant", "acme", "churn")
     assert shown["version_details"][0]["aliases"] in ([], ["production"])
@@ -91,3 +109,27 @@ def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
     assert [c["metrics"]["acc"] for c in cmp] == [0.8, 0.9]
     table = runner.invoke(app, ["models", "list", "--tenant", "acme"])
     assert table.exit_code == 0 and "churn" in table.stdout and "production" in table.stdout
+
+
+def test_policy_set_and_show(cli_env, tmp_path) -> None:
+    run("tenants", "create", "acme")
+    assert run("policy", "show", "--tenant", "acme")["source"] == "default"
+    f = tmp_path / "p.json"
+    f.write_text(
+        json.dumps(
+            {
+                "staging": {"required_metrics": [{"metric": "accuracy", "op": ">=", "value": 0.9}]},
+                "production": {"require_evaluation": True, "require_approval": False},
+            }
+        )
+    )
+    shown = run("policy", "set", "--tenant", "acme", "--file", str(f))
+    assert shown["source"] == "tenant"
+    assert run("policy", "show", "--tenant", "acme")["policy"]["production"] == {
+        "require_evaluation": True,
+        "evaluation_kinds": ["shadow", "ab"],
+        "require_approval": False,
+    }
+    f.write_text('{"staging": {"required_metrics": "lots"}}')
+    bad = runner.invoke(app, ["policy", "set", "--tenant", "acme", "--file", str(f)])
+    assert bad.exit_code == 1 and "not valid" in bad.stderr

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from matih_ml.errors import MatihError
+from matih_ml.registry.policy import Policy
 
 app = typer.Typer(
     help="MATIH ML Service: multi-tenant experiment tracking and model registry.",
@@ -23,10 +24,12 @@ tenants_app = typer.Typer(help="Create, list and delete tenants.", no_args_is_he
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs.", no_args_is_help=True)
+policy_app = typer.Typer(help="Promotion policies (per tenant, per model).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 # Progress and errors go to stderr so that --json output on stdout stays parseable.
@@ -293,7 +296,7 @@ def models_register(
             tenant, name, run_id, artifact_path=artifact_path, created_by="cli"
         )
         if stage:
-            services.registry.transition_stage(tenant, name, v.version, stage)
+            services.lifecycle.land(tenant, name, v.version, stage, actor="cli")
             v = services.registry.get_version(tenant, name, v.version)
     _emit(v, ("model_id", "version", "stage", "run_id", "artifact_uri"), as_json, "Registered")
 
@@ -305,11 +308,16 @@ def models_promote(
     model_id: str,
     version: str,
     stage: Annotated[str, typer.Option(help="The target stage.")],
+    reason: Annotated[str, typer.Option(help="Why (required with --force).")] = "",
+    force: Annotated[bool, typer.Option(help="Skip the gates (operators only).")] = False,
+    actor: Annotated[str, typer.Option(help="Who, for the history.")] = "cli",
     as_json: JsonOpt = False,
 ) -> None:
-    """Move a version to another stage."""
-    md = _services().registry.transition_stage(tenant, model_id, version, stage)
-    _emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
+    """Move a version to another stage, through the gates."""
+    result = _services().lifecycle.transition_stage(
+        tenant, model_id, version, stage, actor=actor, reason=reason, force=force
+    )
+    _emit(result.model, _MODEL_COLS, as_json, f"Model {model_id}")
 
 
 # ------------------------------------------------------------------------- runs
@@ -348,6 +356,54 @@ def runs_compare(
     """Compare runs side by side."""
     rows = _services().registry.compare_runs(tenant, run_ids, metric)
     _emit(rows, ("run_id", "run_name", "status", "parameters", "metrics"), as_json, "Comparison")
+
+
+# ----------------------------------------------------------------------- policy
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="A model's override instead of the tenant's.")
+]
+
+
+@policy_app.command("show")
+@handles_errors
+def policy_show(tenant: TenantOpt, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the policy in force (for a model: its override, else the tenant's)."""
+    services = _services()
+    services.tenants.ensure(tenant, create=False)
+    if model:
+        services.registry.require_model(tenant, model)
+        policy, source = services.lifecycle.policies.effective(tenant, model)
+    else:
+        found = services.lifecycle.policies.get(tenant)
+        policy, source = (found, "tenant") if found else (Policy(), "default")
+    typer.echo(json.dumps({"source": source, "policy": policy.model_dump()}, indent=2))
+
+
+@policy_app.command("set")
+@handles_errors
+def policy_set(
+    tenant: TenantOpt,
+    file: Annotated[typer.FileText, typer.Option("--file", "-f", help="The policy as JSON.")],
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the tenant's policy, or a model's override, from a JSON file ('-' for stdin)."""
+    from pydantic import ValidationError as PydanticError
+
+    from matih_ml.errors import ValidationError
+
+    try:
+        policy = Policy.model_validate_json(file.read())
+    except PydanticError as exc:
+        raise ValidationError(f"The policy is not valid: {exc}") from None
+    services = _services()
+    services.tenants.ensure(tenant, create=False)
+    if model:
+        services.registry.require_model(tenant, model)
+    services.lifecycle.policies.set(tenant, policy, model or "", actor="cli")
+    source = "model" if model else "tenant"
+    typer.echo(json.dumps({"source": source, "policy": policy.model_dump()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         default=200 * 1024 * 1024,
         validation_alias=AliasChoices("MATIH_MAX_UPLOAD_BYTES", "max_upload_bytes"),
     )
+    register_stage: str = Field(
+        default="development",
+        validation_alias=AliasChoices("MATIH_REGISTER_STAGE", "register_stage"),
+    )
     bootstrap_tenant: str | None = Field(
         default=None, validation_alias=AliasChoices("MATIH_BOOTSTRAP_TENANT", "bootstrap_tenant")
     )
@@ -80,7 +84,10 @@ class Settings(BaseSettings):
         """The service tables' database: ``MATIH_DATABASE_URL``, else MLflow's SQL store."""
         if self.database_url_env:
             return self.database_url_env
-        if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql")):
+        # SQLite locks the whole file for a write: the lifecycle's per-model lock would
+        # then block MLflow's own writes, so on SQLite the service's tables get a file
+        # of their own.
+        if self.tracking_uri.startswith(("postgresql", "mysql")):
             return self.tracking_uri
         return f"sqlite:///{(self.data_dir / 'matih.db').resolve()}"
 

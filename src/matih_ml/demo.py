@@ -22,7 +22,8 @@ def run_demo(settings: Settings | None = None) -> dict[str, Any]:
     """
     settings = settings or Settings()
     tracker = ExperimentTracker(settings=settings)
-    registry = ModelRegistry(settings=settings).sync
+    facade = ModelRegistry(settings=settings)
+    registry, lifecycle = facade.sync, facade.lifecycle
     rng = np.random.default_rng(7)
     seen: dict[str, Any] = {}
     for i, tenant in enumerate(DEMO_TENANTS):
@@ -47,7 +48,7 @@ def run_demo(settings: Settings | None = None) -> dict[str, Any]:
             created_by="demo",
             input_example=x[:3],
         )
-        registry.transition_stage(tenant, md.name, md.current_version, "staging")
+        lifecycle.transition_stage(tenant, md.name, md.current_version, "staging", actor="demo")
     for tenant in DEMO_TENANTS:
         models = registry.list_models(tenant)
         seen[tenant] = {

@@ -8,6 +8,7 @@ from matih_ml.auth.api_keys import ApiKeyStore
 from matih_ml.auth.jwt_tokens import JwtVerifier
 from matih_ml.backend import MlflowBackend, connect
 from matih_ml.config import Settings
+from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.service import RegistryService
 from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory
@@ -23,6 +24,7 @@ class Services:
     db: Database
     tenants: TenantDirectory
     registry: RegistryService
+    lifecycle: LifecycleService
     runs: RunService
     api_keys: ApiKeyStore
     jwt: JwtVerifier
@@ -34,12 +36,14 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.database_url)
     db.upgrade()
     tenants = TenantDirectory(backend)
+    registry = RegistryService(backend, tenants)
     return Services(
         settings=settings,
         backend=backend,
         db=db,
         tenants=tenants,
-        registry=RegistryService(backend, tenants),
+        registry=registry,
+        lifecycle=LifecycleService(registry, db),
         runs=RunService(backend, tenants),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings),

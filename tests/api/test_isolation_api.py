@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from api.helpers import ok, register, run_with_model
+from conftest import ApiTenant, new_tenant_id
 from matih_ml.api.app import create_app
 
 # (method, path, body). {run}, {exp}, {key} are A's. Paths are the templates' order.
@@ -33,9 +34,29 @@ CALLS = [
     ("GET", "/api/v1/runs/{run}/artifacts/model/MLmodel", None),
     ("GET", "/api/v1/keys", None),
     ("DELETE", "/api/v1/keys/{key}", None),
+    ("GET", "/api/v1/models/churn/history", None),
+    ("GET", "/api/v1/models/churn/production", None),
+    ("POST", "/api/v1/models/churn/rollback", {"reason": "x"}),
+    ("POST", "/api/v1/models/churn/versions/1/evaluations", {"kind": "ab", "passed": True}),
+    ("GET", "/api/v1/models/churn/versions/1/evaluations", None),
+    ("GET", "/api/v1/models/churn/versions/1/gates", None),
+    ("POST", "/api/v1/models/churn/versions/1/approvals", {"comment": "x"}),
+    ("GET", "/api/v1/models/churn/policy", None),
+    ("PUT", "/api/v1/models/churn/policy", {}),
+    ("DELETE", "/api/v1/models/churn/policy", None),
+    ("GET", "/api/v1/approvals", None),
+    ("GET", "/api/v1/approvals/{appr}", None),
+    ("POST", "/api/v1/approvals/{appr}/approve", {"reason": ""}),
+    ("POST", "/api/v1/approvals/{appr}/reject", {"reason": "no"}),
 ]
 # Endpoints that name no object of another tenant: they act in the caller's tenant.
-OWN_TENANT_ONLY = {("POST", "/api/v1/runs"), ("POST", "/api/v1/keys")}
+OWN_TENANT_ONLY = {
+    ("POST", "/api/v1/runs"),
+    ("POST", "/api/v1/keys"),
+    ("GET", "/api/v1/policy"),
+    ("PUT", "/api/v1/policy"),
+    ("DELETE", "/api/v1/policy"),
+}
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
 
@@ -47,7 +68,7 @@ def _template(path: str) -> str:
     path = (
         path.replace("{run}", "{run_id}").replace("{exp}", "{exp_id}").replace("{key}", "{key_id}")
     )
-    path = path.replace("/metrics/accuracy/", "/metrics/{key}/")
+    path = path.replace("/metrics/accuracy/", "/metrics/{key}/").replace("{appr}", "{approval_id}")
     return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
 
 
@@ -58,13 +79,36 @@ def test_every_api_route_is_covered(services) -> None:
     assert routes == covered
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def acme(api, services):
+    # One pair of tenants for the whole table: every call must leave A as it was,
+    # so each case checks A's full state before and after.
+    t = ApiTenant(api, services, services.tenants.create_tenant(new_tenant_id("iso")).tenant_id)
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def globex(api, services):
+    t = ApiTenant(api, services, services.tenants.create_tenant(new_tenant_id("isb")).tenant_id)
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
 def a_state(acme, saved_sklearn_model):
     md = register(acme.editor, saved_sklearn_model)
     run_id = run_with_model(acme.editor, saved_sklearn_model)
     run = ok(acme.viewer.get(f"/api/v1/runs/{run_id}"))
     key = ok(acme.admin.get("/api/v1/keys"))["items"][0]["key_id"]
-    return {"model": md, "run": run, "key": key}
+    ok(acme.editor.put("/api/v1/models/churn/stage", json={"version": "1", "stage": "staging"}))
+    appr = ok(acme.editor.post("/api/v1/models/churn/versions/1/approvals", json={}), 201)["id"]
+    ok(
+        acme.admin.put(
+            "/api/v1/models/churn/policy", json={"production": {"require_approval": True}}
+        )
+    )
+    return {"model": md, "run": run, "key": key, "appr": appr}
 
 
 def _snapshot(acme, run_id: str) -> dict:
@@ -76,6 +120,11 @@ def _snapshot(acme, run_id: str) -> dict:
         "mlmodel": acme.viewer.get(f"/api/v1/runs/{run_id}/artifacts/model/MLmodel").content,
         "keys": ok(acme.admin.get("/api/v1/keys")),
         "experiments": ok(acme.viewer.get("/api/v1/experiments")),
+        "moves": ok(acme.viewer.get("/api/v1/models/churn/history")),
+        "approvals": ok(acme.viewer.get("/api/v1/approvals")),
+        "policy": ok(acme.viewer.get("/api/v1/models/churn/policy")),
+        "evaluations": ok(acme.viewer.get("/api/v1/models/churn/versions/1/evaluations")),
+        "gates": ok(acme.viewer.get("/api/v1/models/churn/versions/1/gates")),
     }
 
 
@@ -84,7 +133,7 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
     run_id = a_state["run"]["run_id"]
     exp_id = a_state["run"]["experiment_id"]
     before = _snapshot(acme, run_id)
-    url = path.format(run=run_id, exp=exp_id, key=a_state["key"])
+    url = path.format(run=run_id, exp=exp_id, key=a_state["key"], appr=a_state["appr"])
     kwargs = {}
     if isinstance(body, bytes):
         kwargs["content"] = body

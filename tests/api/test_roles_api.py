@@ -19,6 +19,22 @@ OPERATIONS = [
     ("PUT", "/api/v1/runs/{run}/artifacts/notes.txt", b"x", "write"),
     ("GET", "/api/v1/keys", None, "admin"),
     ("POST", "/api/v1/keys", {"role": "viewer"}, "admin"),
+    ("GET", "/api/v1/approvals", None, "read"),
+    ("GET", "/api/v1/models/churn/history", None, "read"),
+    (
+        "POST",
+        "/api/v1/models/churn/versions/1/evaluations",
+        {"kind": "ab", "passed": True},
+        "write",
+    ),
+    ("POST", "/api/v1/approvals/{appr}/approve", {"reason": "ok"}, "approve"),
+    ("PUT", "/api/v1/policy", {"production": {"require_approval": True}}, "admin"),
+    (
+        "PUT",
+        "/api/v1/models/churn/stage",
+        {"version": "1", "stage": "development", "force": True, "reason": "x"},
+        "admin",
+    ),
     ("DELETE", "/api/v1/models/churn/versions/1", None, "admin"),
     ("DELETE", "/api/v1/models/churn", None, "admin"),
 ]
@@ -34,6 +50,8 @@ GRANTS = {
 def test_each_role_may_do_exactly_what_it_is_granted(acme, saved_sklearn_model, role) -> None:
     register(acme.editor, saved_sklearn_model)
     run_id = run_with_model(acme.editor, saved_sklearn_model)
+    ok(acme.editor.put("/api/v1/models/churn/stage", json={"version": "1", "stage": "staging"}))
+    appr = ok(acme.editor.post("/api/v1/models/churn/versions/1/approvals", json={}), 201)["id"]
     client = getattr(acme, role)
     for method, path, body, needed in OPERATIONS:
         kwargs = {}
@@ -43,13 +61,14 @@ def test_each_role_may_do_exactly_what_it_is_granted(acme, saved_sklearn_model, 
             kwargs["json"] = {
                 k: v.format(run=run_id) if isinstance(v, str) else v for k, v in body.items()
             }
-        r = client.request(method, path.format(run=run_id), **kwargs)
+        r = client.request(method, path.format(run=run_id, appr=appr), **kwargs)
         if needed in GRANTS[role]:
             assert r.status_code < 400, (role, method, path, r.text)
         else:
             err = error(r, 403, "FORBIDDEN")
-            assert needed in err["message"]
+            named = err["details"]["permission"]
+            assert named not in GRANTS[role] and named in ("read", "write", "approve", "admin")
     # A refused write changed nothing.
     if role in ("viewer", "approver"):
-        assert ok(acme.viewer.get("/api/v1/models/churn"))["stage"] == "development"
+        assert ok(acme.viewer.get("/api/v1/models/churn"))["stage"] == "staging"
         assert ok(acme.viewer.get("/api/v1/runs/" + run_id))["metrics"] == {"accuracy": 0.9}

@@ -52,9 +52,9 @@ def test_onnx_model_round_trips(registry, tenant, sk_model, xy) -> None:
     assert list(sess.run(None, {"X": x})[0]) == list(sk_model.predict(x))
 
 
-def test_sklearn_model_loads_by_stage_uri(registry, tenant, sk_model, xy) -> None:
+def test_sklearn_model_loads_by_stage_uri(registry, move, tenant, sk_model, xy) -> None:
     registry.register_model(tenant, "clf", sk_model, "sklearn", {"accuracy": 0.9}, {})
-    registry.transition_stage(tenant, "clf", 1, "staging")
+    move(tenant, "clf", 1, "staging")
     with tenant_scope(tenant):
         loaded = mlflow.sklearn.load_model("models:/clf/Staging")
     assert list(loaded.predict(xy[0][:4])) == list(sk_model.predict(xy[0][:4]))

@@ -80,7 +80,7 @@ def test_get_model_for_an_unknown_tenant_is_not_found(registry) -> None:
         registry.get_model("no-such-tenant-xyz", "churn")
 
 
-def test_list_models_filters_by_stage_and_framework(registry, tenant, sk_model) -> None:
+def test_list_models_filters_by_stage_and_framework(registry, move, tenant, sk_model) -> None:
     import onnx
     from skl2onnx import to_onnx
 
@@ -89,7 +89,7 @@ def test_list_models_filters_by_stage_and_framework(registry, tenant, sk_model) 
     onnx_model = to_onnx(sk_model, np.zeros((1, 4), dtype=np.float32))
     assert isinstance(onnx_model, onnx.ModelProto)
     register(registry, tenant, onnx_model, "c", framework="onnx")
-    registry.transition_stage(tenant, "b", "1", "staging")
+    move(tenant, "b", "1", "staging")
     assert [m.name for m in registry.list_models(tenant)] == ["a", "b", "c"]
     assert [m.name for m in registry.list_models(tenant, stage="staging")] == ["b"]
     assert [m.name for m in registry.list_models(tenant, stage="development")] == ["a", "c"]
@@ -111,19 +111,21 @@ def test_list_models_pages(registry, tenant, sk_model) -> None:
     assert [m.name for m in second.items] == ["m3"] and second.next_page_token is None
 
 
-def test_transitions_follow_the_lifecycle(registry, backend, tenant, sk_model, xy) -> None:
+def test_transitions_follow_the_lifecycle(
+    registry, move, open_gates, backend, tenant, sk_model, xy
+) -> None:
     from sklearn.linear_model import LogisticRegression
 
     x, y = xy
     flipped = LogisticRegression().fit(x, 1 - y)
     register(registry, tenant, sk_model)
     register(registry, tenant, flipped)
-    md = registry.transition_stage(tenant, "churn", "1", "staging")
+    md = move(tenant, "churn", "1", "staging")
     assert (md.stage, md.current_version) == ("staging", "1")
-    md = registry.transition_stage(tenant, "churn", "1", "production")
+    md = move(tenant, "churn", "1", "production")
     assert (md.stage, md.current_version) == ("production", "1")
-    registry.transition_stage(tenant, "churn", "2", "staging")
-    md = registry.transition_stage(tenant, "churn", "2", "Production")
+    move(tenant, "churn", "2", "staging")
+    md = move(tenant, "churn", "2", "Production")
     assert (md.stage, md.current_version) == ("production", "2")
     # Promoting archives the previous production version.
     assert registry.get_version(tenant, "churn", 1).stage == "archived"
@@ -136,7 +138,7 @@ def test_transitions_follow_the_lifecycle(registry, backend, tenant, sk_model, x
         assert "production" in mv.aliases and mv.current_stage == "Production"
         assert "production" not in backend.client.get_model_version("churn", "1").aliases
     # Any stage can go back to development (rollback request).
-    md = registry.transition_stage(tenant, "churn", "2", "development")
+    md = move(tenant, "churn", "2", "development")
     assert registry.get_version(tenant, "churn", 2).stage == "development"
 
 
@@ -150,30 +152,32 @@ def test_transitions_follow_the_lifecycle(registry, backend, tenant, sk_model, x
         (["staging", "production", "archived"], "production"),
     ],
 )
-def test_refused_transitions_change_nothing(registry, tenant, sk_model, path, target) -> None:
+def test_refused_transitions_change_nothing(
+    registry, move, open_gates, tenant, sk_model, path, target
+) -> None:
     register(registry, tenant, sk_model)
     for stage in path:
-        registry.transition_stage(tenant, "churn", "1", stage)
+        move(tenant, "churn", "1", stage)
     before = registry.get_version(tenant, "churn", 1).stage
     with pytest.raises(ConflictError, match=f"not {target}"):
-        registry.transition_stage(tenant, "churn", "1", target)
+        move(tenant, "churn", "1", target)
     assert registry.get_version(tenant, "churn", 1).stage == before
 
 
-def test_transition_to_the_same_stage_is_a_no_op(registry, tenant, sk_model) -> None:
+def test_transition_to_the_same_stage_is_a_no_op(registry, move, tenant, sk_model) -> None:
     register(registry, tenant, sk_model)
-    registry.transition_stage(tenant, "churn", "1", "staging")
-    assert registry.transition_stage(tenant, "churn", "1", "staging").stage == "staging"
+    move(tenant, "churn", "1", "staging")
+    assert move(tenant, "churn", "1", "staging").stage == "staging"
 
 
-def test_transition_of_unknown_model_or_version(registry, tenant, sk_model) -> None:
+def test_transition_of_unknown_model_or_version(registry, move, tenant, sk_model) -> None:
     with pytest.raises(NotFoundError):
-        registry.transition_stage(tenant, "ghost", "1", "staging")
+        move(tenant, "ghost", "1", "staging")
     register(registry, tenant, sk_model)
     with pytest.raises(NotFoundError):
-        registry.transition_stage(tenant, "churn", "9", "staging")
+        move(tenant, "churn", "9", "staging")
     with pytest.raises(ValidationError):
-        registry.transition_stage(tenant, "churn", "one", "staging")
+        move(tenant, "churn", "one", "staging")
 
 
 def test_delete_model_removes_it_and_its_files(registry, tenant, sk_model) -> None:
@@ -185,10 +189,10 @@ def test_delete_model_removes_it_and_its_files(registry, tenant, sk_model) -> No
         registry.delete_model(tenant, "churn")
 
 
-def test_delete_refused_while_in_production(registry, tenant, sk_model) -> None:
+def test_delete_refused_while_in_production(registry, move, open_gates, tenant, sk_model) -> None:
     register(registry, tenant, sk_model)
-    registry.transition_stage(tenant, "churn", "1", "staging")
-    registry.transition_stage(tenant, "churn", "1", "production")
+    move(tenant, "churn", "1", "staging")
+    move(tenant, "churn", "1", "production")
     with pytest.raises(ConflictError, match="production"):
         registry.delete_model(tenant, "churn")
     with pytest.raises(ConflictError, match="production"):
@@ -196,10 +200,10 @@ def test_delete_refused_while_in_production(registry, tenant, sk_model) -> None:
     assert registry.get_model(tenant, "churn") is not None
 
 
-def test_delete_version_of_development_or_staging(registry, tenant, sk_model) -> None:
+def test_delete_version_of_development_or_staging(registry, move, tenant, sk_model) -> None:
     register(registry, tenant, sk_model)
     md = register(registry, tenant, sk_model)
-    registry.transition_stage(tenant, "churn", "2", "staging")
+    move(tenant, "churn", "2", "staging")
     registry.delete_version(tenant, "churn", "2")
     assert registry.get_model(tenant, "churn").versions == ["1"]
     assert not Path(md.artifact_uri).exists()
@@ -328,12 +332,12 @@ def test_async_facade_runs_every_seed_method(async_registry, tracker, tenant, sk
     asyncio.run(scenario())
 
 
-def test_another_tenant_sees_nothing(registry, tenant, other_tenant, sk_model) -> None:
+def test_another_tenant_sees_nothing(registry, move, tenant, other_tenant, sk_model) -> None:
     md = register(registry, tenant, sk_model)
     assert registry.get_model(other_tenant, "churn") is None
     assert registry.list_models(other_tenant) == []
     with pytest.raises(NotFoundError):
-        registry.transition_stage(other_tenant, "churn", "1", "staging")
+        move(other_tenant, "churn", "1", "staging")
     with pytest.raises(NotFoundError):
         registry.delete_model(other_tenant, "churn")
     with pytest.raises(NotFoundError):

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from matih_ml import __version__
 from matih_ml.api import errors
 from matih_ml.api.limits import BodyLimitMiddleware
-from matih_ml.api.routes import experiments, health, keys, models, runs
+from matih_ml.api.routes import approvals, experiments, health, keys, lifecycle, models, runs
 from matih_ml.config import Settings
 from matih_ml.services import Services, build_services
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, models, experiments, runs, keys):
+    for module in (health, models, lifecycle, approvals, experiments, runs, keys):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app

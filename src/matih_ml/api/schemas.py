@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from matih_ml.api.params import FrameworkName, RoleName, StageName
 from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
+from matih_ml.registry.policy import Policy
 from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATTERN
 
 T = TypeVar("T")
@@ -115,6 +116,8 @@ class StageChange(BaseModel):
     model_config = _Strict
     version: str = Field(pattern=VERSION_PATTERN)
     stage: StageName
+    reason: str = Field(default="", max_length=5000)
+    force: bool = Field(default=False, description="Skip the gates (admins, with a reason)")
 
 
 # ------------------------------------------------------ experiments and runs
@@ -222,3 +225,86 @@ class KeyCreated(KeyRead):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+class MoveRead(BaseModel):
+    id: int
+    model_id: str
+    version: str
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    reason: str
+    evidence: dict[str, Any]
+    forced: bool
+    at: datetime
+
+
+class ProductionAt(BaseModel):
+    model_id: str
+    at: datetime
+    version: str | None = Field(description="The version in production then (null: none)")
+
+
+class RollbackRequest(BaseModel):
+    model_config = _Strict
+    reason: str = Field(default="", max_length=5000)
+
+
+class EvaluationCreate(BaseModel):
+    model_config = _Strict
+    kind: Literal["shadow", "ab"]
+    passed: bool
+    metrics: dict[str, float] = {}
+    notes: str = Field(default="", max_length=5000)
+
+
+class EvaluationRead(BaseModel):
+    id: int
+    model_id: str
+    version: str
+    kind: str
+    passed: bool
+    metrics: dict[str, float]
+    notes: str
+    recorded_by: str
+    at: datetime
+
+
+class GateEvidenceRead(BaseModel):
+    gate: str
+    passed: bool
+    reasons: list[str]
+    details: dict[str, Any]
+    at: datetime
+
+
+class ApprovalCreate(BaseModel):
+    model_config = _Strict
+    comment: str = Field(default="", max_length=5000)
+
+
+class ApprovalDecision(BaseModel):
+    model_config = _Strict
+    reason: str = Field(default="", max_length=5000)
+
+
+class ApprovalRead(BaseModel):
+    id: int
+    model_id: str
+    version: str
+    status: str
+    requested_by: str
+    requested_at: datetime
+    comment: str
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str
+
+
+class PolicyRead(BaseModel):
+    source: Literal["model", "tenant", "default"]
+    policy: Policy

@@ -10,35 +10,56 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from matih_ml.backend import connect, use_as_mlflow_default
+from matih_ml.backend import use_as_mlflow_default
 from matih_ml.config import Settings
+from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
 from matih_ml.registry.service import RegistryService
-from matih_ml.tenancy import TenantDirectory
 
 
 class ModelRegistry:
     """MLflow-backed model registry with tenant isolation.
 
     Args:
-        service: The synchronous registry to run; built from ``settings`` if omitted.
-        settings: Used when ``service`` is omitted (default: from the environment).
+        registry: The synchronous registry to run; built from ``settings`` if omitted.
+        lifecycle: The lifecycle (stage moves through gates); built with the registry.
+        settings: Used when they are omitted (default: from the environment).
     """
 
     def __init__(
-        self, service: RegistryService | None = None, *, settings: Settings | None = None
+        self,
+        registry: RegistryService | None = None,
+        lifecycle: LifecycleService | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> None:
-        self._service = service
+        self._registry = registry
+        self._lifecycle = lifecycle
         self._settings = settings
+
+    def _build(self) -> None:
+        from matih_ml.services import build_services
+
+        services = build_services(self._settings or Settings())
+        use_as_mlflow_default(services.backend)
+        self._registry = self._registry or services.registry
+        self._lifecycle = self._lifecycle or services.lifecycle
 
     @property
     def sync(self) -> RegistryService:
-        """The synchronous facade, for scripts and notebooks."""
-        if self._service is None:
-            backend = connect(self._settings or Settings())
-            use_as_mlflow_default(backend)
-            self._service = RegistryService(backend, TenantDirectory(backend))
-        return self._service
+        """The synchronous registry, for scripts and notebooks."""
+        if self._registry is None:
+            self._build()
+        assert self._registry is not None
+        return self._registry
+
+    @property
+    def lifecycle(self) -> LifecycleService:
+        """The synchronous lifecycle: stage moves, approvals, history, rollback."""
+        if self._lifecycle is None:
+            self._build()
+        assert self._lifecycle is not None
+        return self._lifecycle
 
     async def register_model(
         self,
@@ -87,12 +108,18 @@ class ModelRegistry:
         )
 
     async def transition_stage(
-        self, tenant_id: str, model_id: str, version: str, target_stage: str
+        self, tenant_id: str, model_id: str, version: str, target_stage: str, **options: Any
     ) -> ModelMetadata:
-        """Transition a model version to a new stage."""
-        return await asyncio.to_thread(
-            self.sync.transition_stage, tenant_id, model_id, version, target_stage
+        """Transition a model version to a new stage, through the lifecycle's gates."""
+        result = await asyncio.to_thread(
+            self.lifecycle.transition_stage,
+            tenant_id,
+            model_id,
+            version,
+            target_stage,
+            **options,
         )
+        return result.model
 
     async def log_training_metrics(
         self, tenant_id: str, run_id: str, step: int, metrics: dict[str, float]

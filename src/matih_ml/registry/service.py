@@ -132,13 +132,38 @@ class RegistryService:
         metrics: dict[str, float],
         parameters: dict[str, Any],
         tags: dict[str, str] | None = None,
+        **options: Any,
+    ) -> ModelMetadata:
+        """Register a new model, or a new version of an existing one (the specification's call).
+
+        The model is logged into a run of the tenant's experiment ``models/<name>``
+        with its metrics and parameters, then registered as a new version in
+        ``development``. Everything is validated before anything is written. See
+        :meth:`register_model_version` for the arguments.
+
+        Returns:
+            The model's metadata.
+        """
+        return self.register_model_version(
+            tenant_id, name, model, framework, metrics, parameters, tags, **options
+        )[0]
+
+    def register_model_version(
+        self,
+        tenant_id: str,
+        name: str,
+        model: Any,
+        framework: str,
+        metrics: dict[str, float],
+        parameters: dict[str, Any],
+        tags: dict[str, str] | None = None,
         *,
         description: str = "",
         model_type: str | None = None,
         created_by: str | None = None,
         input_example: Any | None = None,
-    ) -> ModelMetadata:
-        """Register a new model, or a new version of an existing one.
+    ) -> tuple[ModelMetadata, ModelVersionInfo]:
+        """Register a new model or version; return the model and the version created.
 
         The model is logged into a run of the tenant's experiment ``models/<name>``
         with its metrics and parameters, then registered as a new version in
@@ -158,8 +183,8 @@ class RegistryService:
             input_example: A sample input, stored with the model (and its signature).
 
         Returns:
-            The model's metadata, with the new version as ``current_version`` unless a
-            more advanced version exists.
+            The model's metadata (its ``current_version`` is the new one unless a more
+            advanced version exists), and the new version.
 
         Raises:
             ValidationError: For bad input (nothing is written).
@@ -193,7 +218,10 @@ class RegistryService:
                     requirements=reqs,
                     tags=clean_tags,
                 )
-                return self._metadata(tenant, self._get_registered(mv.name))
+                return (
+                    self._metadata(tenant, self._get_registered(mv.name)),
+                    self._version_info(tenant, mv),
+                )
 
     def _log_registration_run(
         self,
@@ -530,41 +558,11 @@ class RegistryService:
 
     # --------------------------------------------------------------------- changes
 
-    def transition_stage(
-        self, tenant_id: str, model_id: str, version: str | int, target_stage: str
-    ) -> ModelMetadata:
-        """Move a version to ``target_stage``.
-
-        Allowed: development→staging→production→archived, and any stage back to
-        development. Promoting to production archives the previous production
-        version. Moving to the stage a version is already in changes nothing.
-
-        Raises:
-            ValidationError: For an unknown stage.
-            NotFoundError: For an unknown model or version.
-            ConflictError: For a move the lifecycle does not allow.
-        """
-        name = validation.model_name(model_id)
-        number = validation.version(version)
-        target = parse_stage(target_stage)
-        with self._tenants.scope(tenant_id) as tenant:
-            mv = self._get_version(name, number)
-            current = _stage_of(mv)
-            if current is not target:
-                allowed = allowed_targets(current)
-                if target not in allowed:
-                    raise ConflictError(
-                        f"Version {number} of {name!r} is in {current.value}; it can move to "
-                        f"{', '.join(sorted(s.value for s in allowed)) or 'nothing'}, "
-                        f"not {target.value}.",
-                        details={"from": current.value, "to": target.value},
-                    )
-                if target is Stage.PRODUCTION:
-                    for old in self._in_stage(name, Stage.PRODUCTION):
-                        if old.version != mv.version:
-                            self._set_stage(name, old, Stage.ARCHIVED)
-                self._set_stage(name, mv, target)
-            return self._metadata(tenant, self._get_registered(name))
+    def mirror_stage(self, tenant_id: str, model_id: str, version: str, target: Stage) -> None:
+        """Write a stage the lifecycle decided onto MLflow: the version tag, MLflow's
+        deprecated stage field (``models:/NAME/Production``) and the aliases."""
+        with self._tenants.scope(tenant_id):
+            self._set_stage(model_id, self._get_version(model_id, version), target)
 
     def _set_stage(self, name: str, mv: ModelVersion, target: Stage) -> None:
         """Write the stage to the version tag, MLflow's stage field and the aliases."""
@@ -581,6 +579,50 @@ class RegistryService:
             new_alias = STAGE_ALIAS.get(target)
             if new_alias:
                 self._client.set_registered_model_alias(name, new_alias, mv.version)
+
+    def stage_of(self, tenant_id: str, model_id: str, version: str) -> Stage:
+        """The stage MLflow's mirror shows for a version (the lifecycle's fallback)."""
+        with self._tenants.scope(tenant_id):
+            return _stage_of(self._get_version(model_id, version))
+
+    def version_metrics(self, tenant_id: str, model_id: str, version: str) -> dict[str, float]:
+        """The metrics of the run that produced a version ({} if it has no run)."""
+        with self._tenants.scope(tenant_id):
+            mv = self._get_version(model_id, version)
+            if not mv.run_id:
+                return {}
+            with translated(f"run {mv.run_id!r}"):
+                return dict(self._client.get_run(mv.run_id).data.metrics)
+
+    def prediction_check(
+        self, tenant_id: str, model_id: str, version: str, *, require_example: bool
+    ) -> list[str]:
+        """Load a version and predict on its stored input example.
+
+        Returns:
+            The reasons it fails (empty when it passes).
+        """
+        from mlflow.models import Model
+        from mlflow.pyfunc import load_model
+
+        with self._tenants.scope(tenant_id):
+            mv = self._get_version(model_id, version)
+            uri = (mv.tags or {}).get(TAG_ARTIFACT_URI) or mv.source
+            try:
+                with tempfile.TemporaryDirectory(prefix="matih-check-") as tmp:
+                    local = get_artifact_repository(uri).download_artifacts("", tmp)
+                    model = load_model(local)
+                    example = Model.load(local).load_input_example(local)
+                    if example is None:
+                        return (
+                            ["no input example is stored with the model to predict on"]
+                            if require_example
+                            else []
+                        )
+                    model.predict(example)
+            except Exception as exc:  # noqa: BLE001 - any failure is the gate's reason
+                return [f"the model does not load and predict: {type(exc).__name__}: {exc}"[:500]]
+        return []
 
     def delete_model(self, tenant_id: str, model_id: str) -> None:
         """Delete a model, its versions and the registry's copies of their files.

@@ -74,4 +74,6 @@ class Database:
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA busy_timeout=60000")
+    # Readers (API key checks) go on while a stage move holds the write lock.
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, String
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -28,3 +28,117 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (Index("ix_matih_api_keys_tenant", "tenant_id"),)
+
+
+class ModelLockRow(Base):
+    """One row per model: taking it ``FOR UPDATE`` (or updating it, on SQLite)
+    serialises every stage move of that model, across threads and replicas."""
+
+    __tablename__ = "matih_model_locks"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    moves: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class VersionStageRow(Base):
+    """The stage of each version: the lifecycle's source of truth."""
+
+    __tablename__ = "matih_version_stages"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class StageHistoryRow(Base):
+    """Append-only: one row per stage move (never updated, never deleted)."""
+
+    __tablename__ = "matih_stage_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_stage: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(256), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    evidence: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_matih_stage_history_model", "tenant_id", "model_name", "id"),)
+
+
+class PolicyRow(Base):
+    """A tenant's promotion policy (model_name '') or a model's override."""
+
+    __tablename__ = "matih_policies"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    policy: Mapped[dict] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
+
+
+class EvaluationRow(Base):
+    """A recorded shadow or A/B evaluation of a version."""
+
+    __tablename__ = "matih_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    metrics: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    notes: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    recorded_by: Mapped[str] = mapped_column(String(256), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_matih_evaluations_version", "tenant_id", "model_name", "version"),)
+
+
+class ApprovalRow(Base):
+    """A request to promote a version to production, and its decision."""
+
+    __tablename__ = "matih_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(256), nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (Index("ix_matih_approvals_tenant_status", "tenant_id", "status"),)
+
+
+class GateEvidenceRow(Base):
+    """The outcome of a gate check on a version, passed or failed, with its reasons."""
+
+    __tablename__ = "matih_gate_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    gate: Mapped[str] = mapped_column(String(32), nullable=False)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reasons: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    details: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_matih_gate_evidence_version", "tenant_id", "model_name", "version"),
+    )

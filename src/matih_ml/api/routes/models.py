@@ -23,6 +23,7 @@ from matih_ml.api.schemas import (
     VersionCreate,
     VersionRead,
 )
+from matih_ml.auth.principal import Permission
 from matih_ml.errors import ValidationError
 from matih_ml.registry.uploads import load_uploaded_model
 from matih_ml.tracking.runs import MetricPoint
@@ -121,7 +122,7 @@ def _upload_metadata(raw: Any) -> UploadMetadata:
 
 def _register_upload(services, tenant, subject, name, framework, data, meta) -> ModelRead:  # noqa: ANN001
     model = load_uploaded_model(framework, io.BytesIO(data))
-    md = services.registry.register_model(
+    md, v = services.registry.register_model_version(
         tenant,
         name,
         model,
@@ -133,7 +134,16 @@ def _register_upload(services, tenant, subject, name, framework, data, meta) -> 
         model_type=meta.model_type,
         created_by=subject,
     )
-    return ModelRead.of(md)
+    return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md)
+
+
+def _land(services, tenant, subject, name, version):  # noqa: ANN001, ANN202
+    """Bring a new version to MATIH_REGISTER_STAGE, through the gates (None: nothing to do)."""
+    if services.settings.register_stage == "development":
+        return None
+    return services.lifecycle.land(
+        tenant, name, version, services.settings.register_stage, actor=subject
+    )
 
 
 def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  # noqa: ANN001
@@ -146,7 +156,7 @@ def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  #
             [MetricPoint(k, v) for k, v in body.metrics.items()],
             params=body.parameters,
         )
-    services.registry.create_version(
+    v = services.registry.create_version(
         tenant,
         body.name,
         body.run_id,
@@ -156,7 +166,8 @@ def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  #
         created_by=subject,
         framework=body.framework,
     )
-    return ModelRead.of(services.registry.require_model(tenant, body.name))
+    landed = _land(services, tenant, subject, body.name, v.version)
+    return ModelRead.of(landed or services.registry.require_model(tenant, body.name))
 
 
 @router.get("", response_model=Page[ModelRead])
@@ -206,6 +217,8 @@ def create_version(
         tags=body.tags,
         created_by=who.subject,
     )
+    if _land(services, who.tenant_id, who.subject, model_id, v.version) is not None:
+        v = services.registry.get_version(who.tenant_id, model_id, v.version)
     return VersionRead.of(v)
 
 
@@ -237,6 +250,16 @@ def delete_version(
 def transition_stage(
     model_id: ModelId, body: StageChange, services: ServicesDep, who: Writer
 ) -> ModelRead:
-    """Move a version to another stage."""
-    md = services.registry.transition_stage(who.tenant_id, model_id, body.version, body.stage)
-    return ModelRead.of(md)
+    """Move a version to another stage, through the gates (admins may force, with a reason)."""
+    if body.force:
+        who.require(Permission.ADMIN)
+    result = services.lifecycle.transition_stage(
+        who.tenant_id,
+        model_id,
+        body.version,
+        body.stage,
+        actor=who.subject,
+        reason=body.reason,
+        force=body.force,
+    )
+    return ModelRead.of(result.model)

@@ -1,0 +1,658 @@
+"""The stage lifecycle: moves, gates, approvals, evaluations, history and rollback.
+
+The lifecycle's own tables are the source of truth for stages; MLflow's version
+tag, stage field and aliases mirror them. Every move of a model takes that model's
+database lock first, so at most one version is in production at any time, across
+threads and replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from matih_ml import validation
+from matih_ml.errors import (
+    ConflictError,
+    ForbiddenError,
+    GateFailedError,
+    NotFoundError,
+    ValidationError,
+)
+from matih_ml.registry.gates import GateResult, production_gate, staging_gate
+from matih_ml.registry.metadata import STAGE_RANK, ModelMetadata, Stage
+from matih_ml.registry.policy import Policy, PolicyStore
+from matih_ml.registry.service import RegistryService, allowed_targets, parse_stage
+from matih_ml.store import lifecycle_store as store
+from matih_ml.store.db import Database
+from matih_ml.store.models import ApprovalRow, EvaluationRow, StageHistoryRow
+from matih_ml.tenancy import validate_tenant_id
+
+_EVALUATION_KINDS = ("shadow", "ab")
+
+
+@dataclass
+class Move:
+    """One entry of a model's stage history."""
+
+    id: int
+    model_id: str
+    version: str
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    reason: str
+    evidence: dict[str, Any]
+    forced: bool
+    at: datetime
+
+
+@dataclass
+class Approval:
+    """A request to promote a version to production."""
+
+    id: int
+    model_id: str
+    version: str
+    status: str
+    requested_by: str
+    requested_at: datetime
+    comment: str
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str
+
+
+@dataclass
+class Evaluation:
+    """A recorded shadow or A/B evaluation."""
+
+    id: int
+    model_id: str
+    version: str
+    kind: str
+    passed: bool
+    metrics: dict[str, float]
+    notes: str
+    recorded_by: str
+    at: datetime
+
+
+@dataclass
+class TransitionResult:
+    """What a move did: the model afterwards, and the history entries it wrote."""
+
+    model: ModelMetadata
+    moves: list[Move] = field(default_factory=list)
+
+
+def _move(row: StageHistoryRow) -> Move:
+    return Move(
+        row.id,
+        row.model_name,
+        str(row.version),
+        row.from_stage,
+        row.to_stage,
+        row.actor,
+        row.reason,
+        row.evidence or {},
+        row.forced,
+        store.aware(row.at),
+    )
+
+
+def _approval(row: ApprovalRow) -> Approval:
+    return Approval(
+        row.id,
+        row.model_name,
+        str(row.version),
+        row.status,
+        row.requested_by,
+        store.aware(row.requested_at),
+        row.comment,
+        row.decided_by,
+        store.aware(row.decided_at),
+        row.reason,
+    )
+
+
+def _evaluation(row: EvaluationRow) -> Evaluation:
+    return Evaluation(
+        row.id,
+        row.model_name,
+        str(row.version),
+        row.kind,
+        row.passed,
+        row.metrics or {},
+        row.notes,
+        row.recorded_by,
+        store.aware(row.at),
+    )
+
+
+class LifecycleService:
+    """Stage moves with enforced gates, four-eyes approvals, history and rollback.
+
+    Args:
+        registry: The MLflow-side registry (versions, metrics, the stage mirror).
+        db: The service database (locks, stages, history, approvals, evidence).
+    """
+
+    def __init__(self, registry: RegistryService, db: Database) -> None:
+        self._registry = registry
+        self._db = db
+        self.policies = PolicyStore(db)
+
+    # ------------------------------------------------------------------ moves
+
+    def transition_stage(
+        self,
+        tenant_id: str,
+        model_id: str,
+        version: str | int,
+        target_stage: str,
+        *,
+        actor: str = "",
+        reason: str = "",
+        force: bool = False,
+    ) -> TransitionResult:
+        """Move a version to ``target_stage`` through the gates.
+
+        Args:
+            tenant_id: The tenant.
+            model_id: The model.
+            version: The version to move.
+            target_stage: development, staging, production or archived.
+            actor: Who asks (recorded in the history).
+            reason: Why (required when forcing).
+            force: Skip the gates (admins only: the caller checks the role). The
+                history marks the move as forced.
+
+        Raises:
+            ValidationError: For a bad stage, or a forced move with no reason.
+            NotFoundError: For an unknown model or version.
+            ConflictError: For a move the stage machine does not allow.
+            GateFailedError: When a gate refuses; ``details['reasons']`` says why, the
+                outcome is stored as evidence, and nothing else changes.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        target = parse_stage(target_stage)
+        if force and not reason.strip():
+            raise ValidationError(
+                "A forced move needs a written reason.", details={"field": "reason"}
+            )
+        self._registry.get_version(tenant_id, name, number)  # 404s before any lock
+        gate_failure: GateResult | None = None
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            current = self._current_stage(s, tenant_id, name, number)
+            if current is target:
+                return TransitionResult(self._registry.require_model(tenant_id, name))
+            allowed = allowed_targets(current)
+            if target not in allowed:
+                raise ConflictError(
+                    f"Version {number} of {name!r} is in {current.value}; it can move to "
+                    f"{', '.join(sorted(t.value for t in allowed)) or 'nothing'}, "
+                    f"not {target.value}.",
+                    details={"from": current.value, "to": target.value},
+                )
+            producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
+            result = self._check_gate(s, tenant_id, name, number, current, target, producing)
+            if result is not None:
+                store.record_gate(
+                    s,
+                    tenant_id,
+                    name,
+                    int(number),
+                    result.gate,
+                    result.passed,
+                    result.reasons,
+                    result.details,
+                )
+                if not result.passed and not force:
+                    gate_failure = result
+            if gate_failure is None:
+                moves = self._apply(
+                    s,
+                    tenant_id,
+                    name,
+                    number,
+                    current,
+                    target,
+                    producing,
+                    actor=actor,
+                    reason=reason,
+                    forced=force and result is not None and not result.passed,
+                    evidence={"gate": result.__dict__} if result else {},
+                )
+        if gate_failure is not None:
+            # The evidence was committed above; the move itself was not made.
+            raise GateFailedError(
+                f"The {gate_failure.gate} gate refused version {number} of {name!r}: "
+                + "; ".join(gate_failure.reasons),
+                details={
+                    "gate": gate_failure.gate,
+                    "reasons": gate_failure.reasons,
+                    "evidence": gate_failure.details,
+                },
+            )
+        return TransitionResult(self._registry.require_model(tenant_id, name), moves)
+
+    def land(
+        self, tenant_id: str, model_id: str, version: str | int, stage: str, *, actor: str = ""
+    ) -> ModelMetadata:
+        """Bring a new version up to ``stage`` step by step, each step through its gate.
+
+        Used for registration (``MATIH_REGISTER_STAGE``, ``--stage``); safe to repeat: a
+        version already at or past ``stage`` is left where it is.
+
+        Raises:
+            ValidationError: For ``archived`` or an unknown stage.
+            GateFailedError: When a gate refuses; the version stays where it got to.
+        """
+        target = parse_stage(stage)
+        if target is Stage.ARCHIVED:
+            raise ValidationError(
+                "A new version cannot be registered as archived.", details={"field": "stage"}
+            )
+        steps = {
+            Stage.DEVELOPMENT: [],
+            Stage.STAGING: [Stage.STAGING],
+            Stage.PRODUCTION: [Stage.STAGING, Stage.PRODUCTION],
+        }[target]
+        for step in steps:
+            current = self.stage(tenant_id, model_id, version)
+            if current is not Stage.ARCHIVED and STAGE_RANK[current] >= STAGE_RANK[step]:
+                continue
+            self.transition_stage(
+                tenant_id,
+                model_id,
+                version,
+                step.value,
+                actor=actor,
+                reason=f"registered to land in {target.value}",
+            )
+        return self._registry.require_model(tenant_id, validation.model_name(model_id))
+
+    def rollback(
+        self, tenant_id: str, model_id: str, *, actor: str = "", reason: str = ""
+    ) -> TransitionResult:
+        """Put the previous production version back, and move the current one to development.
+
+        Raises:
+            NotFoundError: For an unknown model.
+            ConflictError: If nothing is in production, or no earlier production
+                version still exists.
+        """
+        name = validation.model_name(model_id)
+        self._registry.require_model(tenant_id, name)
+        live = {v.version for v in self._registry.list_versions(tenant_id, name)}
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
+            if not producing:
+                raise ConflictError(f"Model {name!r} has no version in production to roll back.")
+            current = producing[0]
+            previous = next(
+                (
+                    str(row.version)
+                    for row in reversed(store.history(s, tenant_id, name))
+                    if row.to_stage == Stage.PRODUCTION.value
+                    and str(row.version) != current
+                    and str(row.version) in live
+                ),
+                None,
+            )
+            if previous is None:
+                raise ConflictError(
+                    f"Model {name!r} has no earlier production version to roll back to.",
+                    details={"current": current},
+                )
+            why = reason or f"rollback from v{current} to v{previous}"
+            evidence = {"rollback": {"from": current, "to": previous}}
+            moves = [
+                self._record(
+                    s,
+                    tenant_id,
+                    name,
+                    current,
+                    Stage.PRODUCTION,
+                    Stage.DEVELOPMENT,
+                    actor,
+                    why,
+                    evidence,
+                    False,
+                ),
+                self._record(
+                    s,
+                    tenant_id,
+                    name,
+                    previous,
+                    self._current_stage(s, tenant_id, name, previous),
+                    Stage.PRODUCTION,
+                    actor,
+                    why,
+                    evidence,
+                    False,
+                ),
+            ]
+        return TransitionResult(self._registry.require_model(tenant_id, name), moves)
+
+    # ---------------------------------------------------------------- queries
+
+    def history(self, tenant_id: str, model_id: str) -> list[Move]:
+        """Every stage move of a model, oldest first."""
+        name = validation.model_name(model_id)
+        self._registry.require_model(tenant_id, name)
+        with self._db.uow() as s:
+            return [_move(r) for r in store.history(s, validate_tenant_id(tenant_id), name)]
+
+    def production_at(self, tenant_id: str, model_id: str, at: datetime) -> str | None:
+        """The version that served production at time ``at`` (None if none did)."""
+        name = validation.model_name(model_id)
+        self._registry.require_model(tenant_id, name)
+        serving: str | None = None
+        with self._db.uow() as s:
+            for row in store.history(s, tenant_id, name, until=at):
+                if row.to_stage == Stage.PRODUCTION.value:
+                    serving = str(row.version)
+                elif row.from_stage == Stage.PRODUCTION.value and str(row.version) == serving:
+                    serving = None
+        return serving
+
+    def stage(self, tenant_id: str, model_id: str, version: str | int) -> Stage:
+        """A version's stage, as the lifecycle records it."""
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            return self._current_stage(s, tenant_id, name, number)
+
+    def gate_evidence(self, tenant_id: str, model_id: str, version: str | int) -> list[dict]:
+        """A version's stored gate outcomes, oldest first."""
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            return [
+                {
+                    "gate": r.gate,
+                    "passed": r.passed,
+                    "reasons": r.reasons,
+                    "details": r.details,
+                    "at": store.aware(r.at),
+                }
+                for r in store.gate_evidence(s, tenant_id, name, int(number))
+            ]
+
+    # ------------------------------------------------------ evaluations, approvals
+
+    def record_evaluation(
+        self,
+        tenant_id: str,
+        model_id: str,
+        version: str | int,
+        *,
+        kind: str,
+        passed: bool,
+        metrics: dict[str, float] | None = None,
+        notes: str = "",
+        actor: str = "",
+    ) -> Evaluation:
+        """Record a shadow or A/B evaluation of a version (evidence for production)."""
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        if kind not in _EVALUATION_KINDS:
+            raise ValidationError(
+                f"kind must be one of {_EVALUATION_KINDS}, got {kind!r}.", details={"field": "kind"}
+            )
+        clean = validation.metrics(metrics or {})
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            row = EvaluationRow(
+                tenant_id=tenant_id,
+                model_name=name,
+                version=int(number),
+                kind=kind,
+                passed=passed,
+                metrics=clean,
+                notes=notes[:5000],
+                recorded_by=actor,
+                at=store.now(),
+            )
+            s.add(row)
+            s.flush()
+            return _evaluation(row)
+
+    def list_evaluations(
+        self, tenant_id: str, model_id: str, version: str | int
+    ) -> list[Evaluation]:
+        """A version's evaluations, oldest first."""
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            return [_evaluation(r) for r in store.evaluations(s, tenant_id, name, int(number))]
+
+    def request_approval(
+        self, tenant_id: str, model_id: str, version: str | int, *, actor: str, comment: str = ""
+    ) -> Approval:
+        """Ask for a version to be approved for production (it must be in staging).
+
+        A pending request for the same version is returned instead of a second one.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            stage = self._current_stage(s, tenant_id, name, number)
+            if stage is not Stage.STAGING:
+                raise ConflictError(
+                    f"Version {number} of {name!r} is in {stage.value}; only a staging version "
+                    "can be put up for approval.",
+                    details={"stage": stage.value},
+                )
+            pending = s.scalars(
+                select(ApprovalRow).where(
+                    ApprovalRow.tenant_id == tenant_id,
+                    ApprovalRow.model_name == name,
+                    ApprovalRow.version == int(number),
+                    ApprovalRow.status == "pending",
+                )
+            ).first()
+            if pending is not None:
+                return _approval(pending)
+            row = ApprovalRow(
+                tenant_id=tenant_id,
+                model_name=name,
+                version=int(number),
+                status="pending",
+                requested_by=actor,
+                requested_at=store.now(),
+                comment=comment[:5000],
+            )
+            s.add(row)
+            s.flush()
+            return _approval(row)
+
+    def decide(
+        self, tenant_id: str, approval_id: int, *, actor: str, approve: bool, reason: str = ""
+    ) -> Approval:
+        """Approve or reject a pending request. The approver may not be the requester.
+
+        Raises:
+            NotFoundError: For an unknown request (or another tenant's).
+            ForbiddenError: When the approver is the requester (four eyes).
+            ConflictError: When it was decided already.
+            ValidationError: A rejection without a reason.
+        """
+        if not approve and not reason.strip():
+            raise ValidationError("A rejection needs a reason.", details={"field": "reason"})
+        with self._db.uow() as s:
+            row = s.get(ApprovalRow, approval_id)
+            if row is None or row.tenant_id != tenant_id:
+                raise NotFoundError(f"Approval request {approval_id} not found.")
+            if row.status != "pending":
+                raise ConflictError(
+                    f"Approval request {approval_id} is already {row.status}.",
+                    details={"status": row.status},
+                )
+            if row.requested_by == actor:
+                raise ForbiddenError(
+                    "The requester of a promotion cannot approve or reject it (four eyes).",
+                    details={"requested_by": row.requested_by},
+                )
+            row.status = "approved" if approve else "rejected"
+            row.decided_by = actor
+            row.decided_at = store.now()
+            row.reason = reason[:5000]
+            return _approval(row)
+
+    def list_approvals(
+        self, tenant_id: str, status: str | None = None, model_id: str | None = None
+    ) -> list[Approval]:
+        """The tenant's approval requests, newest first."""
+        if status is not None and status not in ("pending", "approved", "rejected", "applied"):
+            raise ValidationError(
+                f"Unknown approval status {status!r}.", details={"field": "status"}
+            )
+        q = select(ApprovalRow).where(ApprovalRow.tenant_id == tenant_id)
+        if status:
+            q = q.where(ApprovalRow.status == status)
+        if model_id:
+            q = q.where(ApprovalRow.model_name == validation.model_name(model_id))
+        with self._db.uow() as s:
+            return [_approval(r) for r in s.scalars(q.order_by(ApprovalRow.id.desc()))]
+
+    def get_approval(self, tenant_id: str, approval_id: int) -> Approval:
+        """One approval request of the tenant."""
+        with self._db.uow() as s:
+            row = s.get(ApprovalRow, approval_id)
+            if row is None or row.tenant_id != tenant_id:
+                raise NotFoundError(f"Approval request {approval_id} not found.")
+            return _approval(row)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _current_stage(self, s: Session, tenant_id: str, name: str, number: str) -> Stage:
+        recorded = store.stages(s, tenant_id, name).get(int(number))
+        if recorded is not None:
+            return Stage(recorded)
+        # Registered before any move: the registry's mirror has it (development).
+        return self._registry.stage_of(tenant_id, name, number)
+
+    def _in_stage(self, s: Session, tenant_id: str, name: str, stage: Stage) -> list[str]:
+        recorded = store.stages(s, tenant_id, name)
+        return [str(v) for v, st in sorted(recorded.items()) if st == stage.value]
+
+    def _check_gate(
+        self,
+        s: Session,
+        tenant_id: str,
+        name: str,
+        number: str,
+        current: Stage,
+        target: Stage,
+        producing: list[str],
+    ) -> GateResult | None:
+        policy: Policy = self.policies.effective(tenant_id, name)[0]
+        if current is Stage.DEVELOPMENT and target is Stage.STAGING:
+            baseline = next((v for v in producing if v != number), None)
+            return staging_gate(self._registry, policy, tenant_id, name, number, baseline)
+        if current is Stage.STAGING and target is Stage.PRODUCTION:
+            evaluations = [
+                {"id": e.id, "kind": e.kind, "passed": e.passed, "metrics": e.metrics}
+                for e in store.evaluations(s, tenant_id, name, int(number))
+            ]
+            approval = store.usable_approval(s, tenant_id, name, int(number))
+            return production_gate(
+                policy,
+                evaluations,
+                {
+                    "id": approval.id,
+                    "approved_by": approval.decided_by,
+                    "requested_by": approval.requested_by,
+                }
+                if approval
+                else None,
+            )
+        return None
+
+    def _apply(
+        self,
+        s: Session,
+        tenant_id: str,
+        name: str,
+        number: str,
+        current: Stage,
+        target: Stage,
+        producing: list[str],
+        *,
+        actor: str,
+        reason: str,
+        forced: bool,
+        evidence: dict[str, Any],
+    ) -> list[Move]:
+        moves = []
+        if target is Stage.PRODUCTION:
+            for old in producing:
+                if old != number:
+                    moves.append(
+                        self._record(
+                            s,
+                            tenant_id,
+                            name,
+                            old,
+                            Stage.PRODUCTION,
+                            Stage.ARCHIVED,
+                            actor,
+                            f"replaced in production by v{number}",
+                            {"replaced_by": number},
+                            False,
+                        )
+                    )
+            approval = store.usable_approval(s, tenant_id, name, int(number))
+            if approval is not None:
+                approval.status = "applied"
+        moves.append(
+            self._record(
+                s, tenant_id, name, number, current, target, actor, reason, evidence, forced
+            )
+        )
+        return moves
+
+    def _record(
+        self,
+        s: Session,
+        tenant_id: str,
+        name: str,
+        number: str,
+        from_stage: Stage,
+        to_stage: Stage,
+        actor: str,
+        reason: str,
+        evidence: dict[str, Any],
+        forced: bool,
+    ) -> Move:
+        """One move: the store's stage and history, then MLflow's mirror, inside the lock."""
+        store.set_stage(s, tenant_id, name, int(number), to_stage.value)
+        row = store.append_history(
+            s,
+            tenant_id,
+            name,
+            int(number),
+            from_stage.value,
+            to_stage.value,
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+            forced=forced,
+        )
+        self._registry.mirror_stage(tenant_id, name, number, to_stage)
+        return _move(row)

@@ -1,0 +1,199 @@
+"""Queries on the lifecycle's tables. Every function works inside the caller's
+unit of work and never commits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from matih_ml.store.models import (
+    ApprovalRow,
+    EvaluationRow,
+    GateEvidenceRow,
+    ModelLockRow,
+    StageHistoryRow,
+    VersionStageRow,
+)
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def aware(when: datetime | None) -> datetime | None:
+    """A stored time with its zone (SQLite drops it; all stored times are UTC)."""
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=UTC)
+
+
+def lock_model(session: Session, tenant_id: str, model: str) -> None:
+    """Take the model's lock for the rest of the transaction.
+
+    On PostgreSQL the UPDATE holds the row lock; on SQLite the first write takes the
+    database's write lock. Either way a second mover, in this process or another,
+    waits here until the first commits. It must be the transaction's first statement
+    (on SQLite a read first would make the upgrade to a write fail, not wait).
+    """
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(ModelLockRow)
+        .values(tenant_id=tenant_id, model_name=model, moves=0)
+        .on_conflict_do_nothing()
+    )
+    session.execute(
+        update(ModelLockRow)
+        .where(ModelLockRow.tenant_id == tenant_id, ModelLockRow.model_name == model)
+        .values(moves=ModelLockRow.moves + 1)
+    )
+
+
+def stages(session: Session, tenant_id: str, model: str) -> dict[int, str]:
+    """The recorded stage of each version of a model."""
+    rows = session.scalars(
+        select(VersionStageRow).where(
+            VersionStageRow.tenant_id == tenant_id, VersionStageRow.model_name == model
+        )
+    )
+    return {r.version: r.stage for r in rows}
+
+
+def set_stage(session: Session, tenant_id: str, model: str, version: int, stage: str) -> None:
+    """Record a version's stage."""
+    row = session.get(VersionStageRow, (tenant_id, model, version))
+    if row is None:
+        session.add(
+            VersionStageRow(
+                tenant_id=tenant_id,
+                model_name=model,
+                version=version,
+                stage=stage,
+                updated_at=now(),
+            )
+        )
+    else:
+        row.stage = stage
+        row.updated_at = now()
+
+
+def append_history(
+    session: Session,
+    tenant_id: str,
+    model: str,
+    version: int,
+    from_stage: str | None,
+    to_stage: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any],
+    forced: bool,
+) -> StageHistoryRow:
+    """Append one move to the history."""
+    row = StageHistoryRow(
+        tenant_id=tenant_id,
+        model_name=model,
+        version=version,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        actor=actor,
+        reason=reason,
+        evidence=evidence,
+        forced=forced,
+        at=now(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def history(
+    session: Session, tenant_id: str, model: str, until: datetime | None = None
+) -> list[StageHistoryRow]:
+    """A model's moves, oldest first (up to ``until``, when given)."""
+    q = select(StageHistoryRow).where(
+        StageHistoryRow.tenant_id == tenant_id, StageHistoryRow.model_name == model
+    )
+    if until is not None:
+        q = q.where(StageHistoryRow.at <= until)
+    return list(session.scalars(q.order_by(StageHistoryRow.id)))
+
+
+def evaluations(session: Session, tenant_id: str, model: str, version: int) -> list[EvaluationRow]:
+    """A version's recorded evaluations, oldest first."""
+    return list(
+        session.scalars(
+            select(EvaluationRow)
+            .where(
+                EvaluationRow.tenant_id == tenant_id,
+                EvaluationRow.model_name == model,
+                EvaluationRow.version == version,
+            )
+            .order_by(EvaluationRow.id)
+        )
+    )
+
+
+def usable_approval(
+    session: Session, tenant_id: str, model: str, version: int
+) -> ApprovalRow | None:
+    """The newest approved, not yet used approval of a version."""
+    return session.scalars(
+        select(ApprovalRow)
+        .where(
+            ApprovalRow.tenant_id == tenant_id,
+            ApprovalRow.model_name == model,
+            ApprovalRow.version == version,
+            ApprovalRow.status == "approved",
+        )
+        .order_by(ApprovalRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def record_gate(
+    session: Session,
+    tenant_id: str,
+    model: str,
+    version: int,
+    gate: str,
+    passed: bool,
+    reasons: list[str],
+    details: dict[str, Any],
+) -> None:
+    """Store a gate's outcome as evidence on the version."""
+    session.add(
+        GateEvidenceRow(
+            tenant_id=tenant_id,
+            model_name=model,
+            version=version,
+            gate=gate,
+            passed=passed,
+            reasons=reasons,
+            details=details,
+            at=now(),
+        )
+    )
+
+
+def gate_evidence(
+    session: Session, tenant_id: str, model: str, version: int
+) -> list[GateEvidenceRow]:
+    """A version's gate outcomes, oldest first."""
+    return list(
+        session.scalars(
+            select(GateEvidenceRow)
+            .where(
+                GateEvidenceRow.tenant_id == tenant_id,
+                GateEvidenceRow.model_name == model,
+                GateEvidenceRow.version == version,
+            )
+            .order_by(GateEvidenceRow.id)
+        )
+    )
