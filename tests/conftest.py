@@ -264,3 +264,90 @@ def saved_sklearn_model(tmp_path_factory, sk_model) -> Path:
     path = tmp_path_factory.mktemp("saved") / "model"
     mlflow.sklearn.save_model(sk_model, str(path))
     return path
+
+
+class ServeProcess:
+    """`matih-ml serve` as its own process on a loopback port, with the given environment."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MATIH_"))}
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "matih_ml.cli", "serve", "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**clean, **env},
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"serve did not become ready:\n{log_path.read_text()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+        self._log.close()
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MATIH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards.
+
+    Where PostgreSQL is not reachable the test is skipped, except under CI=true,
+    where that is a failure.
+    """
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}). Start it "
+            "(pg_ctlcluster <version> main start) or point MATIH_TEST_POSTGRES_URL at one."
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"matih_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+psycopg://"
+        )
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def saved_sklearn_model_dir(saved_sklearn_model: Path) -> Path:
+    return saved_sklearn_model

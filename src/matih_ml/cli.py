@@ -292,7 +292,7 @@ def models_register(
     """Register a run's model (safe to re-run: the same run gives the same version)."""
     services = _services()
     with stderr.status(f"Registering {name} from run {run_id}..."):
-        v = services.registry.create_version(
+        v = services.lifecycle.register_from_run(
             tenant, name, run_id, artifact_path=artifact_path, created_by="cli"
         )
         if stage:

@@ -153,3 +153,42 @@ def test_evaluations_feed_the_production_gate(acme, saved_sklearn_model) -> None
 def test_bad_policies_are_422(acme, bad) -> None:
     error(acme.admin.put("/api/v1/policy", json=bad), 422)
     assert ok(acme.viewer.get("/api/v1/policy"))["source"] == "default"
+
+
+def test_register_stage_setting_lands_new_versions_through_the_gates(
+    services, saved_sklearn_model, acme
+):
+    from dataclasses import replace
+
+    from conftest import LiveServer
+    from matih_ml.api.app import create_app
+
+    settings = services.settings.model_copy(update={"register_stage": "staging"})
+    server = LiveServer(create_app(services=replace(services, settings=settings)))
+    try:
+        import httpx
+
+        with httpx.Client(
+            base_url=server.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {acme.keys['editor']}"},
+        ) as c:
+            run_id = run_with_model(c, saved_sklearn_model)
+            for _ in range(2):  # a pipeline re-running is safe: same version, same stage
+                md = ok(c.post("/api/v1/models", json={"name": "churn", "run_id": run_id}), 201)
+                assert (md["versions"], md["stage"]) == (["1"], "staging")
+            ok(
+                acme.admin.put(
+                    "/api/v1/policy",
+                    json={"staging": {"required_metrics": [{"metric": "accuracy", "value": 0.99}]}},
+                )
+            )
+            run2 = run_with_model(c, saved_sklearn_model)
+            err = error(
+                c.post("/api/v1/models/churn/versions", json={"run_id": run2}), 409, "GATE_FAILED"
+            )
+            assert "accuracy 0.9 is not >= 0.99" in err["message"]
+        # It is registered, and stays in development until it passes.
+        assert ok(acme.viewer.get("/api/v1/models/churn/versions/2"))["stage"] == "development"
+    finally:
+        server.stop()

@@ -155,6 +155,7 @@ def test_viewer_cannot_upload(acme, sk_model) -> None:
 
 
 def test_versions_and_stages(acme, saved_sklearn_model) -> None:
+    ok(acme.admin.put("/api/v1/policy", json={"production": {"require_approval": False}}))
     register(acme.editor, saved_sklearn_model)
     run2 = run_with_model(acme.editor, saved_sklearn_model)
     v2 = ok(acme.editor.post("/api/v1/models/churn/versions", json={"run_id": run2}), 201)

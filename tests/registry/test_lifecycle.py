@@ -408,3 +408,53 @@ def test_lifecycle_of_another_tenant_is_not_found(
             call()
     assert lifecycle.list_approvals(other_tenant) == []
     assert lifecycle.get_approval(tenant, req.id).status == "pending"
+
+
+def test_registering_one_run_from_many_threads_makes_one_version(
+    lifecycle, tracker, tenant, saved_sklearn_model_dir
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from matih_ml.tracking import RunConfig
+
+    with tracker.start_run("train", RunConfig(tenant_id=tenant)) as run:
+        run.log_artifact(saved_sklearn_model_dir, "model")
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(
+            pool.map(
+                lambda _: lifecycle.register_from_run(tenant, "churn", run.run_id).version, range(8)
+            )
+        )
+    assert versions == ["1"] * 8
+
+
+def test_both_loader_uris_follow_every_move(registry, lifecycle, open_gates, sk_model, xy):
+    tenant = open_gates
+    x, y = xy
+    models = [sk_model, LogisticRegression().fit(x, 1 - y)]
+    versions = [
+        registry.register_model_version(tenant, "churn", m, "sklearn", {}, {}, input_example=x[:2])[
+            1
+        ].version
+        for m in models
+    ]
+
+    def loads(expected) -> None:
+        for uri in ("models:/churn/Production", "models:/churn@production"):
+            with tenant_scope(tenant):
+                if expected is None:
+                    with pytest.raises(Exception):  # noqa: B017 - MLflow's own "not found"
+                        mlflow.pyfunc.load_model(uri)
+                else:
+                    got = list(mlflow.pyfunc.load_model(uri).predict(x))
+                    assert got == list(expected.predict(x)), uri
+
+    loads(None)
+    bring(lifecycle, tenant, versions[0], "production")
+    loads(models[0])
+    bring(lifecycle, tenant, versions[1], "production")
+    loads(models[1])
+    lifecycle.rollback(tenant, "churn")
+    loads(models[0])
+    lifecycle.transition_stage(tenant, "churn", versions[0], "archived")
+    loads(None)

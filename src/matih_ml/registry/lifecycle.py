@@ -24,7 +24,7 @@ from matih_ml.errors import (
     ValidationError,
 )
 from matih_ml.registry.gates import GateResult, production_gate, staging_gate
-from matih_ml.registry.metadata import STAGE_RANK, ModelMetadata, Stage
+from matih_ml.registry.metadata import STAGE_RANK, ModelMetadata, ModelVersionInfo, Stage
 from matih_ml.registry.policy import Policy, PolicyStore
 from matih_ml.registry.service import RegistryService, allowed_targets, parse_stage
 from matih_ml.store import lifecycle_store as store
@@ -242,6 +242,18 @@ class LifecycleService:
                 },
             )
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
+
+    def register_from_run(
+        self, tenant_id: str, model_id: str, run_id: str, **options: Any
+    ) -> ModelVersionInfo:
+        """Register a run's model, under the model's lock, so that pipelines racing to
+        register the same run get one version between them (see
+        ``RegistryService.create_version`` for the options)."""
+        name = validation.model_name(model_id)
+        validate_tenant_id(tenant_id)
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            return self._registry.create_version(tenant_id, name, run_id, **options)
 
     def land(
         self, tenant_id: str, model_id: str, version: str | int, stage: str, *, actor: str = ""

@@ -156,7 +156,7 @@ def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  #
             [MetricPoint(k, v) for k, v in body.metrics.items()],
             params=body.parameters,
         )
-    v = services.registry.create_version(
+    v = services.lifecycle.register_from_run(
         tenant,
         body.name,
         body.run_id,
@@ -208,7 +208,7 @@ def create_version(
     model_id: ModelId, body: VersionCreate, services: ServicesDep, who: Writer
 ) -> VersionRead:
     """Register a run's model as a new version (the same run twice gives the same version)."""
-    v = services.registry.create_version(
+    v = services.lifecycle.register_from_run(
         who.tenant_id,
         model_id,
         body.run_id,
