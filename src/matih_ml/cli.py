@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from functools import wraps
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from matih_ml.errors import MatihError
 from matih_ml.registry.policy import Policy
+
+if TYPE_CHECKING:
+    from matih_ml.services import Services
 
 app = typer.Typer(
     help="MATIH ML Service: multi-tenant experiment tracking and model registry.",
@@ -39,7 +42,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="The tenant.")]
 
 
-def _services():  # noqa: ANN202 - imported lazily: `--help` should not connect to anything
+def _services() -> Services:
+    # Imported here: `--help` should not import MLflow or connect to anything.
     from matih_ml.config import Settings
     from matih_ml.services import build_services
 

@@ -458,3 +458,26 @@ def test_both_loader_uris_follow_every_move(registry, lifecycle, open_gates, sk_
     loads(models[0])
     lifecycle.transition_stage(tenant, "churn", versions[0], "archived")
     loads(None)
+
+
+def test_deleting_goes_through_the_lock_and_forgets_stages(
+    registry, lifecycle, open_gates, sk_model, xy
+):
+    tenant = open_gates
+    v = reg(registry, tenant, sk_model, xy)
+    bring(lifecycle, tenant, v, "production")
+    with pytest.raises(ConflictError, match="in production"):
+        lifecycle.delete_version(tenant, "churn", v)
+    with pytest.raises(ConflictError, match="in production"):
+        lifecycle.delete_model(tenant, "churn")
+    lifecycle.transition_stage(tenant, "churn", v, "development")
+    v2 = reg(registry, tenant, sk_model, xy)
+    lifecycle.transition_stage(tenant, "churn", v2, "staging")
+    lifecycle.delete_version(tenant, "churn", v2)
+    lifecycle.delete_model(tenant, "churn")
+    # A re-created model's versions start in development, whatever MLflow numbers them.
+    again = reg(registry, tenant, sk_model, xy)
+    assert lifecycle.stage(tenant, "churn", again).value == "development"
+    assert registry.get_model(tenant, "churn").versions == [again]
+    # The history of the deleted incarnation is kept: it records what served when.
+    assert {m.version for m in lifecycle.history(tenant, "churn")} >= {v, v2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -46,7 +47,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def _needs(permission: Permission):  # noqa: ANN202 - a dependency factory
+def _needs(permission: Permission) -> Callable[[Principal], Principal]:
     def check(principal: PrincipalDep) -> Principal:
         principal.require(permission)
         return principal

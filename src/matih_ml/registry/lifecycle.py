@@ -355,6 +355,49 @@ class LifecycleService:
             ]
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
 
+    def delete_version(self, tenant_id: str, model_id: str, version: str | int) -> None:
+        """Delete a development, staging or archived version, under the model's lock.
+
+        Raises:
+            NotFoundError: For an unknown model or version.
+            ConflictError: If the version is in production.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        self._registry.get_version(tenant_id, name, number)
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            if self._current_stage(s, tenant_id, name, number) is Stage.PRODUCTION:
+                raise ConflictError(
+                    f"Version {number} of {name!r} is in production and cannot be deleted; "
+                    "promote or roll back to another version first.",
+                    details={"model_id": name, "version": number},
+                )
+            self._registry.delete_version(tenant_id, name, number)
+            store.forget_versions(s, tenant_id, name, [int(number)])
+
+    def delete_model(self, tenant_id: str, model_id: str) -> None:
+        """Delete a model with no version in production, under the model's lock.
+
+        Raises:
+            NotFoundError: For an unknown model.
+            ConflictError: If one of its versions is in production.
+        """
+        name = validation.model_name(model_id)
+        self._registry.require_model(tenant_id, name)
+        with self._db.uow() as s:
+            store.lock_model(s, tenant_id, name)
+            serving = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
+            if serving:
+                raise ConflictError(
+                    f"Model {name!r} has version {serving[0]} in production; move it out of "
+                    "production (or roll back) before deleting the model.",
+                    details={"model_id": name, "version": serving[0]},
+                )
+            self._registry.delete_model(tenant_id, name)
+            # No stale stages for a model re-created under the same name.
+            store.forget_versions(s, tenant_id, name, None)
+
     # ---------------------------------------------------------------- queries
 
     def history(self, tenant_id: str, model_id: str) -> list[Move]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -80,6 +80,21 @@ def set_stage(session: Session, tenant_id: str, model: str, version: int, stage:
     else:
         row.stage = stage
         row.updated_at = now()
+
+
+def forget_versions(
+    session: Session, tenant_id: str, model: str, versions: list[int] | None
+) -> None:
+    """Drop the recorded stages of deleted versions (all of the model's when None).
+
+    The history is kept: it is the record of what served when.
+    """
+    q = delete(VersionStageRow).where(
+        VersionStageRow.tenant_id == tenant_id, VersionStageRow.model_name == model
+    )
+    if versions is not None:
+        q = q.where(VersionStageRow.version.in_(versions))
+    session.execute(q)
 
 
 def append_history(

@@ -25,7 +25,9 @@ from matih_ml.api.schemas import (
 )
 from matih_ml.auth.principal import Permission
 from matih_ml.errors import ValidationError
+from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import load_uploaded_model
+from matih_ml.services import Services
 from matih_ml.tracking.runs import MetricPoint
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERRORS)
@@ -120,7 +122,15 @@ def _upload_metadata(raw: Any) -> UploadMetadata:
         ) from None
 
 
-def _register_upload(services, tenant, subject, name, framework, data, meta) -> ModelRead:  # noqa: ANN001
+def _register_upload(
+    services: Services,
+    tenant: str,
+    subject: str,
+    name: str,
+    framework: str,
+    data: bytes,
+    meta: UploadMetadata,
+) -> ModelRead:
     model = load_uploaded_model(framework, io.BytesIO(data))
     md, v = services.registry.register_model_version(
         tenant,
@@ -137,7 +147,9 @@ def _register_upload(services, tenant, subject, name, framework, data, meta) -> 
     return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md)
 
 
-def _land(services, tenant, subject, name, version):  # noqa: ANN001, ANN202
+def _land(
+    services: Services, tenant: str, subject: str, name: str, version: str
+) -> ModelMetadata | None:
     """Bring a new version to MATIH_REGISTER_STAGE, through the gates (None: nothing to do)."""
     if services.settings.register_stage == "development":
         return None
@@ -146,7 +158,7 @@ def _land(services, tenant, subject, name, version):  # noqa: ANN001, ANN202
     )
 
 
-def _register_run(services, tenant, subject, body: ModelCreate) -> ModelRead:  # noqa: ANN001
+def _register_run(services: Services, tenant: str, subject: str, body: ModelCreate) -> ModelRead:
     if body.metrics or body.parameters:
         # Checked here so that a bad name or run id writes no metrics first.
         validation.model_name(body.name)
@@ -199,7 +211,7 @@ def get_model(model_id: ModelId, services: ServicesDep, who: Reader) -> ModelRea
 @router.delete("/{model_id}", status_code=204)
 def delete_model(model_id: ModelId, services: ServicesDep, who: Admin) -> Response:
     """Delete a model and its versions (refused while one is in production)."""
-    services.registry.delete_model(who.tenant_id, model_id)
+    services.lifecycle.delete_model(who.tenant_id, model_id)
     return Response(status_code=204)
 
 
@@ -242,7 +254,7 @@ def delete_version(
     model_id: ModelId, version: Version, services: ServicesDep, who: Admin
 ) -> Response:
     """Delete a development, staging or archived version."""
-    services.registry.delete_version(who.tenant_id, model_id, version)
+    services.lifecycle.delete_version(who.tenant_id, model_id, version)
     return Response(status_code=204)
 
 
