@@ -206,24 +206,24 @@ def test_staging_gate_loads_and_predicts(registry, lifecycle, tenant, sk_model, 
 def test_four_eyes_approval(registry, lifecycle, tenant, sk_model, xy) -> None:
     v = reg(registry, tenant, sk_model, xy)
     with pytest.raises(ConflictError, match="only a staging version"):
-        lifecycle.request_approval(tenant, "churn", v, actor="alice")
+        lifecycle.reviews.request_approval(tenant, "churn", v, actor="alice")
     lifecycle.transition_stage(tenant, "churn", v, "staging")
     with pytest.raises(GateFailedError, match="no approved approval"):
         lifecycle.transition_stage(tenant, "churn", v, "production", actor="alice")
-    req = lifecycle.request_approval(tenant, "churn", v, actor="alice", comment="ship it")
-    assert lifecycle.request_approval(tenant, "churn", v, actor="alice").id == req.id
-    assert [a.id for a in lifecycle.list_approvals(tenant, "pending")] == [req.id]
+    req = lifecycle.reviews.request_approval(tenant, "churn", v, actor="alice", comment="ship it")
+    assert lifecycle.reviews.request_approval(tenant, "churn", v, actor="alice").id == req.id
+    assert [a.id for a in lifecycle.reviews.list_approvals(tenant, "pending")] == [req.id]
     with pytest.raises(ForbiddenError, match="four eyes"):
-        lifecycle.decide(tenant, req.id, actor="alice", approve=True)
+        lifecycle.reviews.decide(tenant, req.id, actor="alice", approve=True)
     with pytest.raises(GateFailedError):
         lifecycle.transition_stage(tenant, "churn", v, "production", actor="alice")
-    decided = lifecycle.decide(tenant, req.id, actor="carol", approve=True)
+    decided = lifecycle.reviews.decide(tenant, req.id, actor="carol", approve=True)
     assert (decided.status, decided.decided_by) == ("approved", "carol")
     with pytest.raises(ConflictError, match="already approved"):
-        lifecycle.decide(tenant, req.id, actor="dave", approve=False, reason="late")
+        lifecycle.reviews.decide(tenant, req.id, actor="dave", approve=False, reason="late")
     result = lifecycle.transition_stage(tenant, "churn", v, "production", actor="alice")
     assert result.moves[-1].evidence["gate"]["details"]["approval"]["approved_by"] == "carol"
-    assert lifecycle.get_approval(tenant, req.id).status == "applied"
+    assert lifecycle.reviews.get_approval(tenant, req.id).status == "applied"
     # An approval is used once: after a rollback to development, a new one is needed.
     lifecycle.transition_stage(tenant, "churn", v, "development")
     lifecycle.transition_stage(tenant, "churn", v, "staging")
@@ -236,10 +236,10 @@ def test_rejection_needs_a_reason_and_keeps_the_gate_shut(
 ):
     v = reg(registry, tenant, sk_model, xy)
     lifecycle.transition_stage(tenant, "churn", v, "staging")
-    req = lifecycle.request_approval(tenant, "churn", v, actor="alice")
+    req = lifecycle.reviews.request_approval(tenant, "churn", v, actor="alice")
     with pytest.raises(ValidationError, match="reason"):
-        lifecycle.decide(tenant, req.id, actor="carol", approve=False)
-    rejected = lifecycle.decide(
+        lifecycle.reviews.decide(tenant, req.id, actor="carol", approve=False)
+    rejected = lifecycle.reviews.decide(
         tenant, req.id, actor="carol", approve=False, reason="drift on segment B"
     )
     assert (rejected.status, rejected.reason) == ("rejected", "drift on segment B")
@@ -258,7 +258,7 @@ def test_evaluation_evidence(registry, lifecycle, tenant, sk_model, xy) -> None:
     )
     v = reg(registry, tenant, sk_model, xy)
     lifecycle.transition_stage(tenant, "churn", v, "staging")
-    lifecycle.record_evaluation(
+    lifecycle.reviews.record_evaluation(
         tenant,
         "churn",
         v,
@@ -267,10 +267,12 @@ def test_evaluation_evidence(registry, lifecycle, tenant, sk_model, xy) -> None:
         metrics={"agreement": 0.7},
         actor="pipeline",
     )
-    lifecycle.record_evaluation(tenant, "churn", v, kind="ab", passed=True, actor="pipeline")
+    lifecycle.reviews.record_evaluation(
+        tenant, "churn", v, kind="ab", passed=True, actor="pipeline"
+    )
     with pytest.raises(GateFailedError, match="no passed shadow evaluation"):
         lifecycle.transition_stage(tenant, "churn", v, "production")
-    good = lifecycle.record_evaluation(
+    good = lifecycle.reviews.record_evaluation(
         tenant,
         "churn",
         v,
@@ -281,11 +283,11 @@ def test_evaluation_evidence(registry, lifecycle, tenant, sk_model, xy) -> None:
     )
     result = lifecycle.transition_stage(tenant, "churn", v, "production")
     assert result.moves[-1].evidence["gate"]["details"]["evaluation"]["id"] == good.id
-    assert len(lifecycle.list_evaluations(tenant, "churn", v)) == 3
+    assert len(lifecycle.reviews.list_evaluations(tenant, "churn", v)) == 3
     with pytest.raises(ValidationError, match="kind"):
-        lifecycle.record_evaluation(tenant, "churn", v, kind="canary", passed=True)
+        lifecycle.reviews.record_evaluation(tenant, "churn", v, kind="canary", passed=True)
     with pytest.raises(ValidationError, match="finite"):
-        lifecycle.record_evaluation(
+        lifecycle.reviews.record_evaluation(
             tenant, "churn", v, kind="ab", passed=True, metrics={"x": float("nan")}
         )
 
@@ -393,21 +395,23 @@ def test_lifecycle_of_another_tenant_is_not_found(
 
     v = reg(registry, tenant, sk_model, xy)
     lifecycle.transition_stage(tenant, "churn", v, "staging")
-    req = lifecycle.request_approval(tenant, "churn", v, actor="alice")
+    req = lifecycle.reviews.request_approval(tenant, "churn", v, actor="alice")
     for call in (
         lambda: lifecycle.transition_stage(other_tenant, "churn", v, "development"),
         lambda: lifecycle.history(other_tenant, "churn"),
         lambda: lifecycle.rollback(other_tenant, "churn"),
-        lambda: lifecycle.request_approval(other_tenant, "churn", v, actor="eve"),
-        lambda: lifecycle.decide(other_tenant, req.id, actor="eve", approve=True),
-        lambda: lifecycle.get_approval(other_tenant, req.id),
-        lambda: lifecycle.record_evaluation(other_tenant, "churn", v, kind="ab", passed=True),
+        lambda: lifecycle.reviews.request_approval(other_tenant, "churn", v, actor="eve"),
+        lambda: lifecycle.reviews.decide(other_tenant, req.id, actor="eve", approve=True),
+        lambda: lifecycle.reviews.get_approval(other_tenant, req.id),
+        lambda: lifecycle.reviews.record_evaluation(
+            other_tenant, "churn", v, kind="ab", passed=True
+        ),
         lambda: lifecycle.production_at(other_tenant, "churn", datetime.now(UTC)),
     ):
         with pytest.raises(NotFoundError):
             call()
-    assert lifecycle.list_approvals(other_tenant) == []
-    assert lifecycle.get_approval(tenant, req.id).status == "pending"
+    assert lifecycle.reviews.list_approvals(other_tenant) == []
+    assert lifecycle.reviews.get_approval(tenant, req.id).status == "pending"
 
 
 def test_registering_one_run_from_many_threads_makes_one_version(

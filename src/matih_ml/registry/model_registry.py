@@ -97,7 +97,7 @@ class ModelRegistry:
 
     async def delete_model(self, tenant_id: str, model_id: str) -> None:
         """Delete a model and its versions (refused while one is in production)."""
-        await asyncio.to_thread(self.sync.delete_model, tenant_id, model_id)
+        await asyncio.to_thread(self.lifecycle.delete_model, tenant_id, model_id)
 
     async def create_version(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any

@@ -25,14 +25,16 @@ def list_approvals(
     model_id: Annotated[ModelId | None, Query()] = None,
 ) -> Page[ApprovalRead]:
     """The tenant's approval requests, newest first."""
-    items = services.lifecycle.list_approvals(who.tenant_id, status, model_id)
+    items = services.lifecycle.reviews.list_approvals(who.tenant_id, status, model_id)
     return Page(items=[ApprovalRead(**a.__dict__) for a in items])
 
 
 @router.get("/approvals/{approval_id}", response_model=ApprovalRead)
 def get_approval(approval_id: ApprovalId, services: ServicesDep, who: Reader) -> ApprovalRead:
     """One approval request."""
-    return ApprovalRead(**services.lifecycle.get_approval(who.tenant_id, approval_id).__dict__)
+    return ApprovalRead(
+        **services.lifecycle.reviews.get_approval(who.tenant_id, approval_id).__dict__
+    )
 
 
 @router.post("/approvals/{approval_id}/approve", response_model=ApprovalRead)
@@ -40,7 +42,7 @@ def approve(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
     """Approve a pending request (not your own)."""
-    a = services.lifecycle.decide(
+    a = services.lifecycle.reviews.decide(
         who.tenant_id, approval_id, actor=who.subject, approve=True, reason=body.reason
     )
     return ApprovalRead(**a.__dict__)
@@ -51,7 +53,7 @@ def reject(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
     """Reject a pending request, with a reason (not your own)."""
-    a = services.lifecycle.decide(
+    a = services.lifecycle.reviews.decide(
         who.tenant_id, approval_id, actor=who.subject, approve=False, reason=body.reason
     )
     return ApprovalRead(**a.__dict__)

@@ -75,7 +75,7 @@ def record_evaluation(
     who: Writer,
 ) -> EvaluationRead:
     """Record a shadow or A/B evaluation: the evidence the production gate reads."""
-    e = services.lifecycle.record_evaluation(
+    e = services.lifecycle.reviews.record_evaluation(
         who.tenant_id,
         model_id,
         version,
@@ -93,7 +93,7 @@ def list_evaluations(
     model_id: ModelId, version: Version, services: ServicesDep, who: Reader
 ) -> Page[EvaluationRead]:
     """A version's evaluations."""
-    items = services.lifecycle.list_evaluations(who.tenant_id, model_id, version)
+    items = services.lifecycle.reviews.list_evaluations(who.tenant_id, model_id, version)
     return Page(items=[EvaluationRead(**e.__dict__) for e in items])
 
 
@@ -117,7 +117,7 @@ def request_approval(
     who: Writer,
 ) -> ApprovalRead:
     """Ask for a staging version to be approved for production."""
-    a = services.lifecycle.request_approval(
+    a = services.lifecycle.reviews.request_approval(
         who.tenant_id, model_id, version, actor=who.subject, comment=body.comment
     )
     return ApprovalRead(**a.__dict__)

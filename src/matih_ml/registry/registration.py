@@ -1,0 +1,371 @@
+"""Registration: a model object or a run's model becomes a new registered version.
+
+Layout of a version's files (the specification's artifact table), under the
+tenant's own prefix::
+
+    <artifact root>/<tenant>/models/<name>/<version>/   MLmodel, model file, requirements.txt,
+                                                         model_card.md
+
+The copy under ``models/`` is written once the version number is known, so the
+registry's files stay whole and immutable even if the training run is deleted
+(as Unity Catalog and SageMaker copy into registry storage). MLflow's own
+``models:/NAME/N`` resolves to the run's copy, which holds the same model files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, Run, RunStatus
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from matih_ml import validation
+from matih_ml.errors import ConflictError, ValidationError
+from matih_ml.mlflow_errors import translated
+from matih_ml.registry import frameworks, queries
+from matih_ml.registry.metadata import (
+    TAG_ARTIFACT_URI,
+    TAG_CREATED_BY,
+    TAG_FRAMEWORK,
+    TAG_MODEL_TYPE,
+    TAG_STAGE,
+    TAG_TENANT,
+    Framework,
+    ModelMetadata,
+    ModelVersionInfo,
+    Stage,
+)
+from matih_ml.registry.model_card import render_model_card
+from matih_ml.registry.views import build_metadata, version_info
+from matih_ml.tenancy import TenantDirectory
+from matih_ml.tracking.experiments import get_or_create_experiment
+from matih_ml.tracking.metrics import log_metrics
+
+
+class Registrar:
+    """Creates registered versions (used by :class:`RegistryService`).
+
+    Args:
+        client: The MLflow client.
+        tenants: The tenant directory.
+    """
+
+    def __init__(self, client: MlflowClient, tenants: TenantDirectory) -> None:
+        self._client = client
+        self._tenants = tenants
+
+    def _get_registered(self, name: str) -> RegisteredModel:
+        with translated(f"Model {name!r}"):
+            return self._client.get_registered_model(name)
+
+    def _metadata(self, tenant: str, rm: RegisteredModel) -> ModelMetadata:
+        return build_metadata(self._client, tenant, [rm])[0]
+
+    def register_model_version(
+        self,
+        tenant_id: str,
+        name: str,
+        model: Any,
+        framework: str,
+        metrics: dict[str, float],
+        parameters: dict[str, Any],
+        tags: dict[str, str] | None = None,
+        *,
+        description: str = "",
+        model_type: str | None = None,
+        created_by: str | None = None,
+        input_example: Any | None = None,
+    ) -> tuple[ModelMetadata, ModelVersionInfo]:
+        """Register a new model or version; return the model and the version created.
+
+        The model is logged into a run of the tenant's experiment ``models/<name>``
+        with its metrics and parameters, then registered as a new version in
+        ``development``. Everything is validated before anything is written.
+
+        Args:
+            tenant_id: The tenant.
+            name: The model's name within the tenant.
+            model: An sklearn estimator, a ``torch.nn.Module`` or an ``onnx.ModelProto``.
+            framework: ``sklearn``, ``pytorch`` or ``onnx``.
+            metrics: Evaluation metrics of this version.
+            parameters: Training parameters (stored as strings).
+            tags: User tags for the model and the version.
+            description: The version's description.
+            model_type: classification, regression, clustering (inferred for sklearn).
+            created_by: Who registered it.
+            input_example: A sample input, stored with the model (and its signature).
+
+        Returns:
+            The model's metadata (its ``current_version`` is the new one unless a more
+            advanced version exists), and the new version.
+
+        Raises:
+            ValidationError: For bad input (nothing is written).
+            NotFoundError: For an unknown tenant when tenants are not auto-created.
+        """
+        name = validation.model_name(name)
+        fw = frameworks.parse_framework(framework)
+        frameworks.require_installed(fw)
+        frameworks.check_model(fw, model)
+        clean_metrics = validation.metrics(metrics)
+        clean_params = validation.params(parameters)
+        clean_tags = validation.tags(tags)
+        kind = model_type or frameworks.infer_model_type(fw, model)
+        with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
+            local = Path(tmp) / "model"
+            reqs = frameworks.save_model(fw, model, local, input_example)
+            with self._tenants.scope(tenant_id, create=True) as tenant:
+                run = self._log_registration_run(
+                    tenant, name, fw, local, clean_metrics, clean_params, clean_tags, created_by
+                )
+                mv = self._new_version(
+                    tenant,
+                    name,
+                    run,
+                    source=f"{run.info.artifact_uri}/model",
+                    local_model=local,
+                    framework=fw,
+                    model_type=kind,
+                    description=description,
+                    created_by=created_by or "",
+                    requirements=reqs,
+                    tags=clean_tags,
+                )
+                return (
+                    self._metadata(tenant, self._get_registered(mv.name)),
+                    version_info(tenant, mv),
+                )
+
+    def _log_registration_run(
+        self,
+        tenant: str,
+        name: str,
+        fw: Framework,
+        local: Path,
+        metrics: dict[str, float],
+        params: dict[str, str],
+        tags: dict[str, str],
+        created_by: str | None,
+    ) -> Run:
+        experiment_id = get_or_create_experiment(self._client, f"models/{name}")
+        run_tags = {
+            **tags,
+            TAG_TENANT: tenant,
+            TAG_FRAMEWORK: fw.value,
+            TAG_CREATED_BY: created_by or "",
+        }
+        with translated(f"experiment 'models/{name}'"):
+            run = self._client.create_run(experiment_id, tags=run_tags, run_name=f"register-{name}")
+        run_id = run.info.run_id
+        try:
+            with translated(f"run {run_id!r}"):
+                self._client.log_batch(
+                    run_id, params=[Param(k, v) for k, v in params.items()], synchronous=True
+                )
+            log_metrics(self._client, run_id, metrics, step=0)
+            with translated(f"run {run_id!r}"):
+                self._client.log_artifacts(run_id, str(local), "model")
+                self._client.set_terminated(run_id, "FINISHED")
+                return self._client.get_run(run_id)
+        except BaseException:
+            self._client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+
+    def create_version(
+        self,
+        tenant_id: str,
+        model_id: str,
+        run_id: str,
+        *,
+        artifact_path: str = "model",
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        created_by: str | None = None,
+        framework: str | None = None,
+    ) -> ModelVersionInfo:
+        """Register the model a run logged as a new version of ``model_id``.
+
+        Registering the same run into the same model again returns the existing
+        version (pipelines re-run).
+
+        Args:
+            tenant_id: The tenant.
+            model_id: The model's name; the model is created if it does not exist.
+            run_id: The run that logged the model (with ``ActiveRun.log_artifact`` of
+                a saved MLflow model, or ``mlflow.<flavor>.log_model``).
+            artifact_path: The model's path in the run, or the logged model's name.
+            description: The version's description.
+            tags: User tags for the version.
+            created_by: Who registered it.
+            framework: If given, the run's model must be of this framework.
+
+        Raises:
+            ValidationError: For bad input, a run with no MLflow model there, or one of
+                another framework than ``framework``.
+            NotFoundError: If the run is not in this tenant.
+        """
+        name = validation.model_name(model_id)
+        run_id = validation.run_id(run_id)
+        path = validation.artifact_path(artifact_path) or "model"
+        clean_tags = validation.tags(tags)
+        expected = frameworks.parse_framework(framework) if framework else None
+        with self._tenants.scope(tenant_id, create=True) as tenant:
+            with translated(f"run {run_id!r}"):
+                run = self._client.get_run(run_id)
+            existing = self._version_of_run(name, run_id)
+            if existing is not None:
+                return version_info(tenant, existing)
+            source = self._model_source(run, path)
+            with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
+                local = Path(tmp) / "model"
+                local.mkdir()
+                with translated(f"model {path!r} of run {run_id!r}"):
+                    get_artifact_repository(source).download_artifacts("", str(local))
+                fw = self._framework_of(local)
+                if expected is not None and fw is not expected:
+                    raise ValidationError(
+                        f"The run's model is {fw.value}, not {expected.value}.",
+                        details={"field": "framework"},
+                    )
+                reqs_file = local / "requirements.txt"
+                reqs = reqs_file.read_text().split() if reqs_file.exists() else []
+                mv = self._new_version(
+                    tenant,
+                    name,
+                    run,
+                    source=source,
+                    local_model=local,
+                    framework=fw,
+                    model_type=run.data.tags.get(TAG_MODEL_TYPE) or self._model_type_of(fw, local),
+                    description=description,
+                    created_by=created_by or run.data.tags.get("mlflow.user", ""),
+                    requirements=reqs,
+                    tags=clean_tags,
+                )
+            return version_info(tenant, mv)
+
+    def _model_source(self, run: Run, path: str) -> str:
+        """Where the run's model ``path`` lives: in its artifacts, or as a logged model."""
+        with translated(f"run {run.info.run_id!r}"):
+            # MLflow 3's log_model writes a logged model outside the run's folder (and
+            # list_artifacts shows it inside), so logged models are looked at first.
+            for output in run.outputs.model_outputs if run.outputs else []:
+                logged = self._client.get_logged_model(output.model_id)
+                if logged.name == path:
+                    return logged.artifact_location
+            names = {f.path for f in self._client.list_artifacts(run.info.run_id, path)}
+            if f"{path}/MLmodel" in names:
+                return f"{run.info.artifact_uri}/{path}"
+        raise ValidationError(
+            f"Run {run.info.run_id!r} has no MLflow model at {path!r}.",
+            details={"field": "artifact_path", "run_id": run.info.run_id},
+        )
+
+    @staticmethod
+    def _framework_of(local: Path) -> Framework:
+        from mlflow.models import Model
+
+        flavors = Model.load(str(local)).flavors
+        for fw in (Framework.SKLEARN, Framework.PYTORCH, Framework.ONNX, Framework.TENSORFLOW):
+            if fw.value in flavors:
+                return fw
+        raise ValidationError(
+            f"The model's flavors {sorted(flavors)} include no supported framework.",
+            details={"field": "artifact_path"},
+        )
+
+    @staticmethod
+    def _model_type_of(fw: Framework, local: Path) -> str:
+        """Classification, regression or clustering, read off a saved sklearn model."""
+        if fw is not Framework.SKLEARN:
+            return "unknown"
+        import mlflow.sklearn
+
+        try:
+            return frameworks.infer_model_type(fw, mlflow.sklearn.load_model(str(local)))
+        except Exception:  # noqa: BLE001 - the type is a label; a model that won't load has none
+            return "unknown"
+
+    def _version_of_run(self, name: str, run_id: str) -> ModelVersion | None:
+        if not queries.is_safe(name):
+            return None
+        flt = f"name = {queries.quoted(name)} AND run_id = {queries.quoted(run_id)}"
+        with translated():
+            found = self._client.search_model_versions(flt, max_results=1)
+        return found[0] if found else None
+
+    def _new_version(
+        self,
+        tenant: str,
+        name: str,
+        run: Run,
+        *,
+        source: str,
+        local_model: Path,
+        framework: Framework,
+        model_type: str,
+        description: str,
+        created_by: str,
+        requirements: list[str],
+        tags: dict[str, str],
+    ) -> ModelVersion:
+        """Create the version, then write its files under the registry's prefix.
+
+        A failure after the version exists deletes it again, so no version without
+        its files is left visible.
+        """
+        model_tags = {
+            **tags,
+            TAG_FRAMEWORK: framework.value,
+            TAG_MODEL_TYPE: model_type,
+            TAG_TENANT: tenant,
+        }
+        try:
+            with translated(f"model {name!r}"):
+                self._client.create_registered_model(
+                    name, tags={**model_tags, TAG_CREATED_BY: created_by}
+                )
+        except ConflictError:
+            with translated(f"model {name!r}"):
+                for k, v in model_tags.items():
+                    self._client.set_registered_model_tag(name, k, v)
+        version_tags = {
+            **model_tags,
+            TAG_STAGE: Stage.DEVELOPMENT.value,
+            TAG_CREATED_BY: created_by,
+        }
+        with translated(f"model {name!r}"):
+            mv = self._client.create_model_version(
+                name, source, run.info.run_id, tags=version_tags, description=description or None
+            )
+        try:
+            uri = f"{self._tenants.tenant_artifact_root(tenant)}/models/{name}/{mv.version}"
+            card = render_model_card(
+                tenant_id=tenant,
+                name=name,
+                version=mv.version,
+                framework=framework.value,
+                model_type=model_type,
+                description=description,
+                metrics=run.data.metrics,
+                parameters=run.data.params,
+                run_id=run.info.run_id,
+                experiment_id=run.info.experiment_id,
+                created_by=created_by,
+                requirements=requirements,
+            )
+            (local_model / "model_card.md").write_text(card)
+            if not (local_model / "requirements.txt").exists():
+                (local_model / "requirements.txt").write_text("\n".join(requirements) + "\n")
+            with translated(f"artifacts of {name!r} v{mv.version}"):
+                get_artifact_repository(uri).log_artifacts(str(local_model))
+                self._client.set_model_version_tag(name, mv.version, TAG_ARTIFACT_URI, uri)
+                return self._client.get_model_version(name, mv.version)
+        except BaseException:
+            with translated():
+                self._client.delete_model_version(name, mv.version)
+            raise
