@@ -97,6 +97,14 @@ def test_history_production_at_and_rollback(acme, saved_sklearn_model) -> None:
     assert now["version"] == "1"
     then = ok(acme.viewer.get("/api/v1/models/churn/production", params={"at": between}))
     assert then["version"] == "2"
+    # The same instant written in another zone gives the same answer.
+    from datetime import timedelta, timezone
+
+    shifted = datetime.fromisoformat(between).astimezone(timezone(timedelta(hours=5)))
+    again = ok(
+        acme.viewer.get("/api/v1/models/churn/production", params={"at": shifted.isoformat()})
+    )
+    assert again["version"] == "2"
     early = ok(
         acme.viewer.get("/api/v1/models/churn/production", params={"at": "2000-01-01T00:00:00Z"})
     )

@@ -9,7 +9,7 @@ threads and replicas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -349,6 +349,8 @@ class LifecycleService:
         """The version that served production at time ``at`` (None if none did)."""
         name = validation.model_name(model_id)
         self._registry.require_model(tenant_id, name)
+        # SQLite keeps times without their zone, so compare in UTC only.
+        at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
         serving: str | None = None
         with self._db.uow() as s:
             for row in store.history(s, tenant_id, name, until=at):
