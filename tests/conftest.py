@@ -351,3 +351,61 @@ def postgres_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def saved_sklearn_model_dir(saved_sklearn_model: Path) -> Path:
     return saved_sklearn_model
+
+
+class MotoS3:
+    """moto's S3 server as a real process on a loopback port: the S3 protocol over HTTP."""
+
+    def __init__(self, log_path: Path) -> None:
+        import shutil
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url, timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto_server did not start:\n{log_path.read_text()}")
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def s3_server(tmp_path, monkeypatch) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path / "moto.log")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield server
+    server.stop()
