@@ -44,7 +44,6 @@ TAG_FRAMEWORK = "matih.framework"
 TAG_MODEL_TYPE = "matih.model_type"
 TAG_CREATED_BY = "matih.created_by"
 TAG_ARTIFACT_URI = "matih.artifact_uri"
-TAG_CURRENT_VERSION = "matih.current_version"
 TAG_TENANT = "matih.tenant_id"
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from matih_ml.registry.metadata import TAG_FRAMEWORK, TAG_STAGE, Framework, Stage
+from matih_ml.registry.metadata import TAG_FRAMEWORK, Framework
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]+$")
 
-STAGE_FILTER = {stage: f"tags.`{TAG_STAGE}` = '{stage.value}'" for stage in Stage}
 FRAMEWORK_FILTER = {fw: f"tags.`{TAG_FRAMEWORK}` = '{fw.value}'" for fw in Framework}
 
 
