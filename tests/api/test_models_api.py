@@ -1,5 +1,6 @@
 import io
 import json
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -50,13 +51,31 @@ def test_register_is_idempotent_for_the_same_run(acme, saved_sklearn_model) -> N
 
 def test_register_refuses_a_framework_mismatch(acme, saved_sklearn_model) -> None:
     run_id = run_with_model(acme.editor, saved_sklearn_model)
-    error(
-        acme.editor.post(
-            "/api/v1/models", json={"name": "m", "run_id": run_id, "framework": "onnx"}
-        ),
-        422,
-    )
+    before = ok(acme.viewer.get(f"/api/v1/runs/{run_id}"))
+    body = {
+        "name": "m",
+        "run_id": run_id,
+        "framework": "onnx",
+        "metrics": {"f1": 0.5},
+        "parameters": {"depth": 9},
+    }
+    error(acme.editor.post("/api/v1/models", json=body), 422)
     error(acme.viewer.get("/api/v1/models/m"), 404)
+    # The refused registration wrote none of its metrics or parameters.
+    after = ok(acme.viewer.get(f"/api/v1/runs/{run_id}"))
+    assert (after["metrics"], after["params"]) == (before["metrics"], before["params"])
+
+
+def test_registering_again_does_not_log_the_metrics_twice(acme, saved_sklearn_model) -> None:
+    run_id = run_with_model(acme.editor, saved_sklearn_model)
+    body = {"name": "m", "run_id": run_id, "metrics": {"f1": 0.5}}
+    for _ in range(2):
+        ok(acme.editor.post("/api/v1/models", json=body), 201)
+    history = ok(acme.viewer.get(f"/api/v1/runs/{run_id}/metrics/f1/history"))["items"]
+    assert [p["value"] for p in history] == [0.5]
+    version = ok(acme.viewer.get("/api/v1/models/m/versions/1"))
+    card = (Path(version["artifact_uri"]) / "model_card.md").read_text()
+    assert "`f1` | 0.5" in card
 
 
 def test_models_list_pages(acme, saved_sklearn_model) -> None:

@@ -186,6 +186,8 @@ class Registrar:
         tags: dict[str, str] | None = None,
         created_by: str | None = None,
         framework: str | None = None,
+        metrics: dict[str, float] | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> ModelVersionInfo:
         """Register the model a run logged as a new version of ``model_id``.
 
@@ -202,6 +204,9 @@ class Registrar:
             tags: User tags for the version.
             created_by: Who registered it.
             framework: If given, the run's model must be of this framework.
+            metrics: Evaluation metrics to add to the run (step 0) with the new version;
+                written only once every check has passed, and not again on a re-run.
+            parameters: Parameters to add to the run, likewise.
 
         Raises:
             ValidationError: For bad input, a run with no MLflow model there, or one of
@@ -213,6 +218,8 @@ class Registrar:
         path = validation.artifact_path(artifact_path) or "model"
         clean_tags = validation.tags(tags)
         expected = frameworks.parse_framework(framework) if framework else None
+        extra_metrics = validation.metrics(metrics or {})
+        extra_params = validation.params(parameters)
         with self._tenants.scope(tenant_id, create=True) as tenant:
             with translated(f"run {run_id!r}"):
                 run = self._client.get_run(run_id)
@@ -231,6 +238,13 @@ class Registrar:
                         f"The run's model is {fw.value}, not {expected.value}.",
                         details={"field": "framework"},
                     )
+                if extra_metrics or extra_params:
+                    log_metrics(self._client, run_id, extra_metrics, step=0)
+                    with translated(f"run {run_id!r}"):
+                        self._client.log_batch(
+                            run_id, params=[Param(k, v) for k, v in extra_params.items()]
+                        )
+                        run = self._client.get_run(run_id)  # the card shows them too
                 reqs_file = local / "requirements.txt"
                 reqs = reqs_file.read_text().split() if reqs_file.exists() else []
                 mv = self._new_version(

@@ -28,7 +28,6 @@ from matih_ml.errors import ValidationError
 from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import load_uploaded_model
 from matih_ml.services import Services
-from matih_ml.tracking.runs import MetricPoint
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERRORS)
 
@@ -159,15 +158,6 @@ def _land(
 
 
 def _register_run(services: Services, tenant: str, subject: str, body: ModelCreate) -> ModelRead:
-    if body.metrics or body.parameters:
-        # Checked here so that a bad name or run id writes no metrics first.
-        validation.model_name(body.name)
-        services.runs.log_batch(
-            tenant,
-            body.run_id,
-            [MetricPoint(k, v) for k, v in body.metrics.items()],
-            params=body.parameters,
-        )
     v = services.lifecycle.register_from_run(
         tenant,
         body.name,
@@ -177,6 +167,8 @@ def _register_run(services: Services, tenant: str, subject: str, body: ModelCrea
         tags=body.tags,
         created_by=subject,
         framework=body.framework,
+        metrics=body.metrics,
+        parameters=body.parameters,
     )
     landed = _land(services, tenant, subject, body.name, v.version)
     return ModelRead.of(landed or services.registry.require_model(tenant, body.name))
