@@ -3,7 +3,7 @@ approval requests, and its policy override."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -44,8 +44,6 @@ def production_at(
     at: Annotated[datetime | None, Query(description="ISO 8601 time; default now")] = None,
 ) -> ProductionAt:
     """Which version served production at a time."""
-    from datetime import UTC
-
     when = at or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
