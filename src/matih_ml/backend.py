@@ -26,6 +26,7 @@ _SERVER_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 # SQLite waits this long for a competing writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
+PG_CONNECT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,16 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def _tune_sqlite_uri(uri: str) -> str:
-    """Give SQLite a long busy timeout, and put the file in WAL mode.
+def tune_sql_uri(uri: str) -> str:
+    """Tune an MLflow SQL store URI: SQLite's locking, PostgreSQL's connect timeout.
 
-    WAL lets readers run while one writer writes; the busy timeout makes
-    concurrent writers queue instead of failing with "database is locked".
+    SQLite gets WAL mode (readers run while one writer writes) and a long busy
+    timeout (concurrent writers queue instead of failing with "database is
+    locked"). PostgreSQL gets a short connect timeout, so that a database that is
+    down fails requests in seconds rather than hanging them.
     """
+    if uri.startswith("postgresql") and "connect_timeout=" not in uri:
+        return f"{uri}{'&' if '?' in uri else '?'}connect_timeout={PG_CONNECT_TIMEOUT_S}"
     path = _sqlite_path(uri)
     if path is None:
         return uri
@@ -86,6 +91,10 @@ def configure_process(settings: Settings) -> None:
         # The service runs with no internet; telemetry would only time out.
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         os.environ["DO_NOT_TRACK"] = "true"
+        # botocore's legacy retries back off for many seconds while S3 is down; a
+        # request should fail with 503 soon instead. An operator's setting wins.
+        os.environ.setdefault("AWS_RETRY_MODE", "standard")
+        os.environ.setdefault("AWS_MAX_ATTEMPTS", "3")
         os.environ.setdefault(_SERVER_ARTIFACT_ROOT_ENV, settings.artifact_root)
 
 
@@ -113,11 +122,11 @@ def connect(settings: Settings) -> MlflowBackend:
     """
     settings.ensure_local_dirs()
     configure_process(settings)
-    tracking_uri = _tune_sqlite_uri(settings.tracking_uri)
+    tracking_uri = tune_sql_uri(settings.tracking_uri)
     registry_uri = (
         tracking_uri
         if settings.registry_uri == settings.tracking_uri
-        else _tune_sqlite_uri(settings.registry_uri)
+        else tune_sql_uri(settings.registry_uri)
     )
     return MlflowBackend(
         settings=settings,

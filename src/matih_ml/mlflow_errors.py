@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
-from sqlalchemy.exc import OperationalError
 
 from matih_ml.errors import (
     ConflictError,
@@ -19,6 +18,7 @@ from matih_ml.errors import (
     UnavailableError,
     ValidationError,
 )
+from matih_ml.faults import unavailable
 
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND", "NOT_FOUND"}
 _CONFLICT = {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "ABORTED", "RESOURCE_CONFLICT"}
@@ -68,7 +68,8 @@ def translated(what: str = "", *, bad_input: bool = False) -> Iterator[None]:
         raise
     except MlflowException as exc:
         raise translate(exc, what, bad_input=bad_input) from exc
-    except OperationalError as exc:
-        raise UnavailableError(
-            "The metadata database cannot be reached.", details={"backend": "database"}
-        ) from exc
+    except Exception as exc:
+        down = unavailable(exc)
+        if down is None:
+            raise
+        raise down from exc

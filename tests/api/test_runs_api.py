@@ -123,7 +123,10 @@ def test_artifacts_upload_list_download(acme) -> None:
     error(acme.viewer.get(f"/api/v1/runs/{run_id}/artifacts/plots"), 422)
 
 
-@pytest.mark.parametrize("path", ["../escape.txt", "a/../../b", "..%2F..%2Fetc", "%2Fetc%2Fpasswd"])
+@pytest.mark.parametrize(
+    "path",
+    ["../escape.txt", "a/../../b", "..%2F..%2Fetc", "%2Fetc%2Fpasswd", "n" * 300, "a%00b"],
+)
 def test_artifact_path_traversal_is_refused(acme, path) -> None:
     run_id = new_run(acme.editor)
     r = acme.editor.put(f"/api/v1/runs/{run_id}/artifacts/{path}", content=b"x")
@@ -145,5 +148,8 @@ def test_health_endpoints_need_no_credential(api) -> None:
 
     assert httpx.get(f"{api.url}/healthz").json() == {"status": "ok", "checks": {}}
     ready = httpx.get(f"{api.url}/readyz").json()
-    assert ready == {"status": "ok", "checks": {"database": "ok", "mlflow": "ok"}}
+    assert ready == {
+        "status": "ok",
+        "checks": {"database": "ok", "mlflow": "ok", "artifacts": "ok"},
+    }
     assert httpx.get(f"{api.url}/openapi.json").json()["info"]["title"] == "matih-ml"

@@ -24,6 +24,7 @@ from matih_ml.errors import (
     UnavailableError,
     ValidationError,
 )
+from matih_ml.faults import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,38 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def _dependency(_: Request, exc: Exception) -> JSONResponse:
+        down = unavailable(exc)
+        if down is None:
+            log.exception("unhandled error", exc_info=exc)
+            return JSONResponse(error_body("INTERNAL", "An internal error occurred."), 500)
+        log.warning("dependency unavailable: %s (%s: %s)", down.message, type(exc).__name__, exc)
+        return JSONResponse(error_body(down.code, down.message, down.details), 503)
+
+    # The libraries that report a dependency being down get handlers of their own:
+    # the catch-all below runs in Starlette's outermost middleware, which re-raises
+    # after answering, and uvicorn then drops the client's keep-alive connection.
+    for exc_type in _dependency_exceptions():
+        app.add_exception_handler(exc_type, _dependency)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("INTERNAL", "An internal error occurred."), 500)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return await _dependency(request, exc)
+
+
+def _dependency_exceptions() -> list[type[Exception]]:
+    import boto3.exceptions
+    import botocore.exceptions
+    import psycopg
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return [
+        sqlalchemy.exc.SQLAlchemyError,
+        psycopg.Error,
+        botocore.exceptions.BotoCoreError,
+        boto3.exceptions.Boto3Error,
+        requests.RequestException,
+        MlflowException,
+    ]

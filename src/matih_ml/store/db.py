@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 VERSION_TABLE = "matih_alembic_version"
+CONNECT_TIMEOUT_S = 5
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -25,6 +26,14 @@ def _sqlalchemy_url(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return url
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for the service's migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["connection_url"] = url
+    return cfg
 
 
 class Database:
@@ -36,16 +45,18 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = _sqlalchemy_url(url)
-        self.engine: Engine = create_engine(self.url, pool_pre_ping=True)
+        connect_args = {}
+        if self.url.startswith("postgresql"):
+            # A database that is down fails a request in seconds instead of hanging it.
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        self.engine: Engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def upgrade(self) -> None:
         """Apply every pending migration (idempotent)."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS))
-        cfg.attributes["connection_url"] = self.url
+        cfg = alembic_config(self.url)
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from sqlalchemy import text
 
 from matih_ml.api.deps import ServicesDep
@@ -18,21 +22,33 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
+def _check(probe: Callable[[], object]) -> str:
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - a readiness probe reports, never raises
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Each dependency answers: the service database and the MLflow store."""
-    checks: dict[str, str] = {}
-    try:
+    """Each dependency answers: the service database, the MLflow store and the
+    artifact store. A load balancer takes a replica out while any one is down."""
+
+    def database() -> None:
         with services.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - a readiness probe reports, never raises
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        services.backend.client.list_workspaces()
-        checks["mlflow"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["mlflow"] = f"unavailable: {type(exc).__name__}"
+
+    def artifacts() -> None:
+        # Listing the root proves the store answers and the credentials work.
+        with suppress(FileNotFoundError):
+            get_artifact_repository(services.settings.artifact_root).list_artifacts()
+
+    checks = {
+        "database": _check(database),
+        "mlflow": _check(services.backend.client.list_workspaces),
+        "artifacts": _check(artifacts),
+    }
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
