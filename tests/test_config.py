@@ -63,3 +63,29 @@ def test_connect_creates_the_embedded_store_on_first_use(tmp_path: Path) -> None
     import os
 
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, True),  # the embedded default: SQLite files migrate themselves
+        ({"MLFLOW_TRACKING_URI": "postgresql+psycopg://h/db"}, False),
+        ({"MLFLOW_TRACKING_URI": "http://mlflow:5000"}, True),  # service tables on SQLite
+        (
+            {
+                "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+                "MATIH_DATABASE_URL": "postgresql+psycopg://h/db",
+            },
+            False,
+        ),
+        ({"MLFLOW_TRACKING_URI": "postgresql+psycopg://h/db", "MATIH_AUTO_MIGRATE": "1"}, True),
+    ],
+)
+def test_auto_migrate_is_on_only_without_a_database_server(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool
+) -> None:
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MATIH_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().auto_migrate is expected

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
-from functools import wraps
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from matih_ml.cli_ops import db_app, gc
+from matih_ml.cli_output import (
+    JsonOpt,
+    TenantOpt,
+    emit,
+    handles_errors,
+    load_services,
+    plain,
+    stderr,
+)
 from matih_ml.errors import MatihError
 from matih_ml.registry.policy import Policy
 
@@ -33,75 +38,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
-
-console = Console()
-# Progress and errors go to stderr so that --json output on stdout stays parseable.
-stderr = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="The tenant.")]
-
-
-def _services() -> Services:
-    # Imported here: `--help` should not import MLflow or connect to anything.
-    from matih_ml.config import Settings
-    from matih_ml.services import build_services
-
-    return build_services(Settings())
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _plain(asdict(value))
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _emit(rows: Sequence[Any] | Any, columns: Iterable[str], as_json: bool, title: str) -> None:
-    data = _plain(rows)
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-        return
-    items = data if isinstance(data, list) else [data]
-    table = Table(title=title)
-    cols = list(columns)
-    for c in cols:
-        table.add_column(c)
-    for item in items:
-        table.add_row(*(_cell(item.get(c)) for c in cols))
-    console.print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
-
-
-def handles_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """Print our errors as one line (or JSON) and exit 1, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except MatihError as exc:
-            if kwargs.get("as_json"):
-                typer.echo(json.dumps({"error": exc.to_dict()}))
-            else:
-                stderr.print(f"[red]error[/red] ({exc.code}): {exc.message}")
-            raise typer.Exit(1) from None
-
-    return wrapper
+app.add_typer(db_app, name="db")
+app.command("gc")(gc)
 
 
 @app.callback()
@@ -113,6 +51,7 @@ def main() -> None:
 
 
 @app.command()
+@handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -124,7 +63,14 @@ def serve(
     from matih_ml.api.app import create_app
     from matih_ml.bootstrap import bootstrap_demo
 
-    services = _services()
+    services = load_services()
+    settings = services.settings
+    if settings.tracking_uri.startswith("http") and not settings.database_url_env:
+        stderr.print(
+            "[yellow]warning[/yellow]: MATIH_DATABASE_URL is not set, so API keys and stages "
+            "live in a local SQLite file that other replicas do not share."
+        )
+    _recover(services)
     key = bootstrap_demo(services)
     if key:
         # Plain prints: the key must stay on one line to be copied.
@@ -135,9 +81,34 @@ def serve(
             f"Try: curl -H 'Authorization: Bearer {key}' http://{host}:{port}/api/v1/models",
             err=True,
         )
-    uvicorn.run(
-        create_app(services=services), host=host, port=port, workers=workers, log_level="info"
-    )
+    if workers > 1:
+        # Worker processes each build their own services from the same environment
+        # (uvicorn forks them from an import string, not from an app object).
+        uvicorn.run(
+            "matih_ml.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+        )
+        return
+    uvicorn.run(create_app(services=services), host=host, port=port, log_level="info")
+
+
+def _recover(services: Services) -> None:
+    """Remove what a killed process left half-done (older than the grace period)."""
+    try:
+        report = services.cleanup.collect(older_than_s=services.settings.registration_grace_s)
+    except MatihError as exc:
+        stderr.print(f"[yellow]start-up cleanup skipped[/yellow]: {exc.message}")
+        return
+    if report.total:
+        stderr.print(
+            f"Start-up cleanup removed {len(report.pending_versions)} half-registered "
+            f"version(s), {len(report.orphan_runs)} orphaned run(s) and "
+            f"{len(report.orphan_folders)} orphaned folder(s)."
+        )
 
 
 @app.command()
@@ -151,7 +122,7 @@ def demo(as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(seen, indent=2))
         return
     for tenant, view in seen.items():
-        _emit(
+        emit(
             view["models"],
             ("name", "versions", "stage", "accuracy", "artifact_uri"),
             False,
@@ -170,16 +141,16 @@ def tenants_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a tenant."""
-    t = _services().tenants.create_tenant(tenant_id, description or None)
-    _emit(t, ("tenant_id", "description", "artifact_root"), as_json, "Tenant created")
+    t = load_services().tenants.create_tenant(tenant_id, description or None)
+    emit(t, ("tenant_id", "description", "artifact_root"), as_json, "Tenant created")
 
 
 @tenants_app.command("list")
 @handles_errors
 def tenants_list(as_json: JsonOpt = False) -> None:
     """List tenants."""
-    _emit(
-        _services().tenants.list_tenants(),
+    emit(
+        load_services().tenants.list_tenants(),
         ("tenant_id", "description", "artifact_root"),
         as_json,
         "Tenants",
@@ -190,8 +161,8 @@ def tenants_list(as_json: JsonOpt = False) -> None:
 @handles_errors
 def tenants_delete(tenant_id: str, as_json: JsonOpt = False) -> None:
     """Delete an empty tenant."""
-    _services().tenants.delete_tenant(tenant_id)
-    _emit(
+    load_services().tenants.delete_tenant(tenant_id)
+    emit(
         {"tenant_id": tenant_id, "deleted": True},
         ("tenant_id", "deleted"),
         as_json,
@@ -211,10 +182,10 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; the key is printed this once."""
-    services = _services()
+    services = load_services()
     services.tenants.ensure(tenant, create=False)
     new = services.api_keys.create(tenant, role, name, created_by="cli")
-    _emit(
+    emit(
         {**asdict(new.info), "key": new.secret},
         ("key_id", "tenant_id", "role", "key"),
         as_json,
@@ -226,8 +197,8 @@ def keys_create(
 @handles_errors
 def keys_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
     """List a tenant's API keys."""
-    _emit(
-        _services().api_keys.list(tenant),
+    emit(
+        load_services().api_keys.list(tenant),
         ("key_id", "name", "role", "created_at", "revoked_at"),
         as_json,
         f"Keys of {tenant}",
@@ -238,8 +209,8 @@ def keys_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
 @handles_errors
 def keys_revoke(tenant: TenantOpt, key_id: str, as_json: JsonOpt = False) -> None:
     """Revoke an API key."""
-    info = _services().api_keys.revoke(tenant, key_id)
-    _emit(info, ("key_id", "name", "role", "revoked_at"), as_json, "Key revoked")
+    info = load_services().api_keys.revoke(tenant, key_id)
+    emit(info, ("key_id", "name", "role", "revoked_at"), as_json, "Key revoked")
 
 
 # ----------------------------------------------------------------------- models
@@ -256,8 +227,8 @@ def models_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List a tenant's models."""
-    _emit(
-        _services().registry.list_models(tenant, stage, framework),
+    emit(
+        load_services().registry.list_models(tenant, stage, framework),
         _MODEL_COLS,
         as_json,
         f"Models of {tenant}",
@@ -268,14 +239,14 @@ def models_list(
 @handles_errors
 def models_show(tenant: TenantOpt, model_id: str, as_json: JsonOpt = False) -> None:
     """Show one model."""
-    services = _services()
+    services = load_services()
     md = services.registry.require_model(tenant, model_id)
     if as_json:
         versions = services.registry.list_versions(tenant, model_id)
-        typer.echo(json.dumps({**_plain(md), "version_details": _plain(versions)}, indent=2))
+        typer.echo(json.dumps({**plain(md), "version_details": plain(versions)}, indent=2))
         return
-    _emit(md, (*_MODEL_COLS, "artifact_uri"), False, f"Model {model_id}")
-    _emit(
+    emit(md, (*_MODEL_COLS, "artifact_uri"), False, f"Model {model_id}")
+    emit(
         services.registry.list_versions(tenant, model_id),
         ("version", "stage", "framework", "run_id", "aliases"),
         False,
@@ -294,7 +265,7 @@ def models_register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a run's model (safe to re-run: the same run gives the same version)."""
-    services = _services()
+    services = load_services()
     with stderr.status(f"Registering {name} from run {run_id}..."):
         v = services.lifecycle.register_from_run(
             tenant, name, run_id, artifact_path=artifact_path, created_by="cli"
@@ -302,7 +273,7 @@ def models_register(
         if stage:
             services.lifecycle.land(tenant, name, v.version, stage, actor="cli")
             v = services.registry.get_version(tenant, name, v.version)
-    _emit(v, ("model_id", "version", "stage", "run_id", "artifact_uri"), as_json, "Registered")
+    emit(v, ("model_id", "version", "stage", "run_id", "artifact_uri"), as_json, "Registered")
 
 
 @models_app.command("promote")
@@ -318,10 +289,10 @@ def models_promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move a version to another stage, through the gates."""
-    result = _services().lifecycle.transition_stage(
+    result = load_services().lifecycle.transition_stage(
         tenant, model_id, version, stage, actor=actor, reason=reason, force=force
     )
-    _emit(result.model, _MODEL_COLS, as_json, f"Model {model_id}")
+    emit(result.model, _MODEL_COLS, as_json, f"Model {model_id}")
 
 
 # ------------------------------------------------------------------------- runs
@@ -336,7 +307,7 @@ def runs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List an experiment's runs, newest first."""
-    page = _services().runs.list_runs(tenant, experiment_id, max_results)
+    page = load_services().runs.list_runs(tenant, experiment_id, max_results)
     rows = [
         {
             "run_id": r.info.run_id,
@@ -346,7 +317,7 @@ def runs_list(
         }
         for r in page.items
     ]
-    _emit(rows, ("run_id", "run_name", "status", "metrics"), as_json, "Runs")
+    emit(rows, ("run_id", "run_name", "status", "metrics"), as_json, "Runs")
 
 
 @runs_app.command("compare")
@@ -358,8 +329,8 @@ def runs_compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare runs side by side."""
-    rows = _services().registry.compare_runs(tenant, run_ids, metric)
-    _emit(rows, ("run_id", "run_name", "status", "parameters", "metrics"), as_json, "Comparison")
+    rows = load_services().registry.compare_runs(tenant, run_ids, metric)
+    emit(rows, ("run_id", "run_name", "status", "parameters", "metrics"), as_json, "Comparison")
 
 
 # ----------------------------------------------------------------------- policy
@@ -373,7 +344,7 @@ ModelOpt = Annotated[
 @handles_errors
 def policy_show(tenant: TenantOpt, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
     """Show the policy in force (for a model: its override, else the tenant's)."""
-    services = _services()
+    services = load_services()
     services.tenants.ensure(tenant, create=False)
     if model:
         services.registry.require_model(tenant, model)
@@ -401,7 +372,7 @@ def policy_set(
         policy = Policy.model_validate_json(file.read())
     except PydanticError as exc:
         raise ValidationError(f"The policy is not valid: {exc}") from None
-    services = _services()
+    services = load_services()
     services.tenants.ensure(tenant, create=False)
     if model:
         services.registry.require_model(tenant, model)

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         MATIH_DATA_DIR: the embedded default's home. Default: ``./.matih``.
         MATIH_AUTO_CREATE_TENANTS: provision a tenant on first use. Default: on for the
             embedded default, off otherwise.
+        MATIH_AUTO_MIGRATE: apply schema migrations at start. Default: on when no store
+            is a database server (SQLite only); otherwise off, and a start on an old
+            schema refuses to serve.
+        MATIH_REGISTRATION_GRACE_S: how old a half-finished registration must be before
+            start-up or ``matih-ml gc`` removes it. Default: 900.
+        See docs/deploy.md for the rest (database, JWT, limits).
     """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
@@ -44,6 +50,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MATIH_AUTO_CREATE_TENANTS", "auto_create_tenants"),
     )
 
+    auto_migrate_env: bool | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_AUTO_MIGRATE", "auto_migrate")
+    )
+    registration_grace_s: float = Field(
+        default=15 * 60,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_REGISTRATION_GRACE_S", "registration_grace_s"),
+    )
     database_url_env: str | None = Field(
         default=None, validation_alias=AliasChoices("MATIH_DATABASE_URL", "database_url")
     )
@@ -114,6 +128,16 @@ class Settings(BaseSettings):
         if self.artifact_root_env:
             return self.artifact_root_env.rstrip("/")
         return str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def auto_migrate(self) -> bool:
+        """Whether a start applies pending migrations (else it checks, and refuses)."""
+        if self.auto_migrate_env is not None:
+            return self.auto_migrate_env
+        # SQLite files have one host and no migration job: they migrate themselves. A
+        # shared database server is migrated by `matih-ml db upgrade` before a rollout.
+        uris = (self.tracking_uri, self.registry_uri, self.database_url)
+        return not any(u.startswith(("postgresql", "mysql", "mssql")) for u in uris)
 
     @property
     def auto_create_tenants(self) -> bool:

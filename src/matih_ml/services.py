@@ -8,8 +8,10 @@ from matih_ml.auth.api_keys import ApiKeyStore
 from matih_ml.auth.jwt_tokens import JwtVerifier
 from matih_ml.backend import MlflowBackend, connect
 from matih_ml.config import Settings
+from matih_ml.registry.cleanup import Cleanup
 from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.service import RegistryService
+from matih_ml.store import migrate
 from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.runs import RunService
@@ -28,13 +30,22 @@ class Services:
     runs: RunService
     api_keys: ApiKeyStore
     jwt: JwtVerifier
+    cleanup: Cleanup
 
 
 def build_services(settings: Settings) -> Services:
-    """Connect to MLflow and the service database (migrating it), and wire the services."""
-    backend = connect(settings)
+    """Connect to MLflow and the service database, and wire the services.
+
+    With ``MATIH_AUTO_MIGRATE`` on, pending migrations are applied first; otherwise a
+    schema that is behind raises :class:`~matih_ml.store.migrate.SchemaBehindError`.
+    """
+    settings.ensure_local_dirs()
     db = Database(settings.database_url)
-    db.upgrade()
+    if settings.auto_migrate:
+        migrate.upgrade(settings, db)
+    else:
+        migrate.require_current(settings, db)
+    backend = connect(settings)
     tenants = TenantDirectory(backend)
     registry = RegistryService(backend, tenants)
     return Services(
@@ -47,4 +58,5 @@ def build_services(settings: Settings) -> Services:
         runs=RunService(backend, tenants),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings),
+        cleanup=Cleanup(backend.client, tenants),
     )

@@ -97,11 +97,13 @@ def test_twenty_promotions_two_processes_on_postgresql(tmp_path, postgres_databa
         "MLFLOW_TRACKING_URI": postgres_database,
         "MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
         "MATIH_DATA_DIR": str(tmp_path / "data"),
+        "MATIH_AUTO_MIGRATE": "1",
     }
     settings = embedded_settings(tmp_path / "data").model_copy(
         update={
             "tracking_uri_env": postgres_database,
             "artifact_root_env": str(tmp_path / "artifacts"),
+            "auto_migrate_env": True,
         }
     )
     services = build_services(settings)
