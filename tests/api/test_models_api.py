@@ -210,6 +210,11 @@ def test_versions_and_stages(acme, saved_sklearn_model) -> None:
         {"name": "", "run_id": "0" * 32},
         {"name": "a/b", "run_id": "0" * 32},
         {"name": "x" * 200, "run_id": "0" * 32},
+        {"name": "caf\u00e9", "run_id": "0" * 32},
+        {"name": "a\u0000b", "run_id": "0" * 32},
+        {"name": "line\nbreak", "run_id": "0" * 32},
+        {"name": "..", "run_id": "0" * 32},
+        {"name": "it's", "run_id": "0" * 32},
         {"name": "ok", "run_id": "not-hex"},
         {"name": "ok", "run_id": "0" * 32, "unexpected": 1},
         {"name": "ok", "run_id": "0" * 32, "metrics": {"a": "high"}},
@@ -218,6 +223,7 @@ def test_versions_and_stages(acme, saved_sklearn_model) -> None:
 )
 def test_bad_json_registration_is_422(acme, body) -> None:
     error(acme.editor.post("/api/v1/models", json=body), 422, "VALIDATION_ERROR")
+    assert ok(acme.viewer.get("/api/v1/models"))["items"] == []
 
 
 def test_malformed_json_and_wrong_content_type(acme) -> None:

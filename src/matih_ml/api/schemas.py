@@ -52,10 +52,13 @@ class ModelRead(BaseModel):
     updated_at: datetime
     created_by: str
     artifact_uri: str
+    registered_version: str | None = Field(
+        default=None, description="The version this request created (registration only)"
+    )
 
     @classmethod
-    def of(cls, md: ModelMetadata) -> ModelRead:
-        return cls(**md.__dict__)
+    def of(cls, md: ModelMetadata, registered_version: str | None = None) -> ModelRead:
+        return cls(**md.__dict__, registered_version=registered_version)
 
 
 class VersionRead(BaseModel):

@@ -45,6 +45,15 @@ TAG_MODEL_TYPE = "matih.model_type"
 TAG_CREATED_BY = "matih.created_by"
 TAG_ARTIFACT_URI = "matih.artifact_uri"
 TAG_TENANT = "matih.tenant_id"
+# Set on a version while its files are being written, removed once they are all there:
+# a version that still carries it is half-registered (its writer died), and is never
+# shown; start-up and `matih-ml gc` delete it.
+TAG_REGISTRATION = "matih.registration"
+REGISTRATION_PENDING = "pending"
+# On the runs register_model makes to hold a model's files: they belong to the
+# version, and go when it goes.
+TAG_RUN_KIND = "matih.run_kind"
+RUN_KIND_REGISTRATION = "registration"
 
 
 @dataclass

@@ -28,10 +28,14 @@ from matih_ml.errors import ConflictError, ValidationError
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import frameworks, queries
 from matih_ml.registry.metadata import (
+    REGISTRATION_PENDING,
+    RUN_KIND_REGISTRATION,
     TAG_ARTIFACT_URI,
     TAG_CREATED_BY,
     TAG_FRAMEWORK,
     TAG_MODEL_TYPE,
+    TAG_REGISTRATION,
+    TAG_RUN_KIND,
     TAG_STAGE,
     TAG_TENANT,
     Framework,
@@ -40,7 +44,7 @@ from matih_ml.registry.metadata import (
     Stage,
 )
 from matih_ml.registry.model_card import render_model_card
-from matih_ml.registry.views import build_metadata, version_info
+from matih_ml.registry.views import build_metadata, is_complete, version_info
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
@@ -157,6 +161,7 @@ class Registrar:
             TAG_TENANT: tenant,
             TAG_FRAMEWORK: fw.value,
             TAG_CREATED_BY: created_by or "",
+            TAG_RUN_KIND: RUN_KIND_REGISTRATION,
         }
         with translated(f"experiment 'models/{name}'"):
             run = self._client.create_run(experiment_id, tags=run_tags, run_name=f"register-{name}")
@@ -309,8 +314,9 @@ class Registrar:
             return None
         flt = f"name = {queries.quoted(name)} AND run_id = {queries.quoted(run_id)}"
         with translated():
-            found = self._client.search_model_versions(flt, max_results=1)
-        return found[0] if found else None
+            found = self._client.search_model_versions(flt, max_results=100)
+        # A half-registered one does not count: its files may be missing.
+        return next((mv for mv in found if is_complete(mv)), None)
 
     def _new_version(
         self,
@@ -329,8 +335,10 @@ class Registrar:
     ) -> ModelVersion:
         """Create the version, then write its files under the registry's prefix.
 
-        A failure after the version exists deletes it again, so no version without
-        its files is left visible.
+        The version is created marked pending, which hides it, and the mark is taken
+        off once its files are all written. A failure in between deletes it again; a
+        process killed in between leaves a hidden version that start-up and
+        ``matih-ml gc`` remove (:mod:`matih_ml.registry.cleanup`).
         """
         model_tags = {
             **tags,
@@ -351,6 +359,7 @@ class Registrar:
             **model_tags,
             TAG_STAGE: Stage.DEVELOPMENT.value,
             TAG_CREATED_BY: created_by,
+            TAG_REGISTRATION: REGISTRATION_PENDING,
         }
         with translated(f"model {name!r}"):
             mv = self._client.create_model_version(
@@ -378,6 +387,7 @@ class Registrar:
             with translated(f"artifacts of {name!r} v{mv.version}"):
                 get_artifact_repository(uri).log_artifacts(str(local_model))
                 self._client.set_model_version_tag(name, mv.version, TAG_ARTIFACT_URI, uri)
+                self._client.delete_model_version_tag(name, mv.version, TAG_REGISTRATION)
                 return self._client.get_model_version(name, mv.version)
         except BaseException:
             with translated():

@@ -4,7 +4,6 @@ the API call. Registration itself is in :mod:`matih_ml.registry.registration`.""
 from __future__ import annotations
 
 import tempfile
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from matih_ml.backend import MlflowBackend
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import frameworks, queries
+from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
 from matih_ml.registry.metadata import (
     TAG_ARTIFACT_URI,
     ModelMetadata,
@@ -24,7 +24,13 @@ from matih_ml.registry.metadata import (
 )
 from matih_ml.registry.registration import Registrar
 from matih_ml.registry.stages import parse_stage, stage_of, write_stage
-from matih_ml.registry.views import build_metadata, search_runs, version_info, versions_of
+from matih_ml.registry.views import (
+    build_metadata,
+    is_complete,
+    search_runs,
+    version_info,
+    versions_of,
+)
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.metrics import log_metrics
 
@@ -267,7 +273,7 @@ class RegistryService:
         name = validation.model_name(model_id)
         with self._tenants.scope(tenant_id) as tenant:
             self._get_registered(name)
-            versions = versions_of(self._client, [name])
+            versions = versions_of(self._client, [name], include_pending=True)
             serving = [mv.version for mv in versions if stage_of(mv) is Stage.PRODUCTION]
             if serving:
                 raise ConflictError(
@@ -277,7 +283,9 @@ class RegistryService:
                 )
             with translated(f"model {name!r}"):
                 self._client.delete_registered_model(name)
-            self._delete_files(f"{self._tenants.tenant_artifact_root(tenant)}/models/{name}")
+            delete_files(f"{self._tenants.tenant_artifact_root(tenant)}/models/{name}")
+            for mv in versions:
+                remove_registration_run(self._client, mv.run_id)
 
     def delete_version(self, tenant_id: str, model_id: str, version: str | int) -> None:
         """Delete a development, staging or archived version and its registry files.
@@ -298,17 +306,9 @@ class RegistryService:
                     "promote or roll back to another version first.",
                     details={"model_id": name, "version": number},
                 )
-            uri = (mv.tags or {}).get(TAG_ARTIFACT_URI)
             with translated(f"model {name!r} version {number}"):
                 self._client.delete_model_version(name, number)
-            if uri:
-                self._delete_files(uri)
-
-    @staticmethod
-    def _delete_files(uri: str) -> None:
-        # Nothing may have been written there, or the store may not delete: left to gc.
-        with suppress(FileNotFoundError, NotImplementedError):
-            get_artifact_repository(uri).delete_artifacts()
+            remove_version_files(self._client, mv)
 
     # -------------------------------------------------------------------- tracking
 
@@ -375,7 +375,13 @@ class RegistryService:
     def _get_version(self, name: str, number: str) -> ModelVersion:
         self._get_registered(name)
         with translated(f"Version {number} of model {name!r}"):
-            return self._client.get_model_version(name, number)
+            mv = self._client.get_model_version(name, number)
+        if not is_complete(mv):
+            raise NotFoundError(
+                f"Version {number} of model {name!r} not found.",
+                details={"model_id": name, "version": number},
+            )
+        return mv
 
     def _metadata(self, tenant: str, rm: RegisteredModel) -> ModelMetadata:
         return build_metadata(self._client, tenant, [rm])[0]

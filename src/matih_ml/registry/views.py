@@ -16,11 +16,13 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import queries
 from matih_ml.registry.metadata import (
+    REGISTRATION_PENDING,
     STAGE_RANK,
     TAG_ARTIFACT_URI,
     TAG_CREATED_BY,
     TAG_FRAMEWORK,
     TAG_MODEL_TYPE,
+    TAG_REGISTRATION,
     ModelMetadata,
     ModelVersionInfo,
     Stage,
@@ -62,8 +64,18 @@ def search_runs(client: MlflowClient, run_ids: Sequence[str]) -> list[Run]:
     return runs
 
 
-def versions_of(client: MlflowClient, names: Sequence[str]) -> list[ModelVersion]:
-    """All versions of the named models, newest first, in as few calls as possible."""
+def is_complete(mv: ModelVersion) -> bool:
+    """False for a version whose registration has not finished writing its files."""
+    return (mv.tags or {}).get(TAG_REGISTRATION) != REGISTRATION_PENDING
+
+
+def versions_of(
+    client: MlflowClient, names: Sequence[str], *, include_pending: bool = False
+) -> list[ModelVersion]:
+    """All versions of the named models, newest first, in as few calls as possible.
+
+    Half-registered versions are left out unless ``include_pending``.
+    """
     safe = [n for n in names if queries.is_safe(n)]
     found: list[ModelVersion] = []
     with translated():
@@ -74,6 +86,8 @@ def versions_of(client: MlflowClient, names: Sequence[str]) -> list[ModelVersion
             # filter: its versions are read from the model instead.
             rm = client.get_registered_model(odd)
             found.extend(rm.latest_versions or [])
+    if not include_pending:
+        found = [mv for mv in found if is_complete(mv)]
     return sorted(found, key=lambda mv: (mv.name, -int(mv.version)))
 
 

@@ -143,7 +143,7 @@ def _register_upload(
         model_type=meta.model_type,
         created_by=subject,
     )
-    return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md)
+    return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md, v.version)
 
 
 def _land(
@@ -171,7 +171,7 @@ def _register_run(services: Services, tenant: str, subject: str, body: ModelCrea
         parameters=body.parameters,
     )
     landed = _land(services, tenant, subject, body.name, v.version)
-    return ModelRead.of(landed or services.registry.require_model(tenant, body.name))
+    return ModelRead.of(landed or services.registry.require_model(tenant, body.name), v.version)
 
 
 @router.get("", response_model=Page[ModelRead])
