@@ -225,6 +225,10 @@ def version(value: Any) -> str:
     return str(int(text))
 
 
+ARTIFACT_NAME_MAX_BYTES = 255
+ARTIFACT_PATH_MAX_BYTES = 768  # leaves room for the tenant/experiment/run prefix
+
+
 def artifact_path(value: str | None) -> str | None:
     """Check a relative artifact path: no absolute paths, no ``..``, no backslashes."""
     if value is None or value == "":
@@ -239,6 +243,16 @@ def artifact_path(value: str | None) -> str | None:
     if _CONTROL_RE.search(value):
         raise ValidationError(
             "artifact_path must not contain control characters.",
+            details={"field": "artifact_path"},
+        )
+    # Filesystems cap a name at 255 bytes, S3 a key at 1024: refused here, not
+    # half-way through a write.
+    if len(value.encode()) > ARTIFACT_PATH_MAX_BYTES or any(
+        len(p.encode()) > ARTIFACT_NAME_MAX_BYTES for p in parts
+    ):
+        raise ValidationError(
+            f"artifact_path is too long (at most {ARTIFACT_NAME_MAX_BYTES} bytes per name "
+            f"and {ARTIFACT_PATH_MAX_BYTES} in all).",
             details={"field": "artifact_path"},
         )
     return value.strip("/")
