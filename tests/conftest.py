@@ -25,6 +25,9 @@ from matih_ml.tracking import ExperimentTracker
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# The production profile's fixtures (PostgreSQL + S3 stacks, replicas, proxies).
+pytest_plugins = ["production.stack"]
+
 
 def embedded_settings(data_dir: Path) -> Settings:
     """The embedded default under ``data_dir``, whatever MLflow put in the environment.
