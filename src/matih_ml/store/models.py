@@ -142,3 +142,87 @@ class GateEvidenceRow(Base):
     __table_args__ = (
         Index("ix_matih_gate_evidence_version", "tenant_id", "model_name", "version"),
     )
+
+
+# ------------------------------------------------------------------------- events
+
+
+class EventRow(Base):
+    """One lifecycle event: the outbox.
+
+    ``state`` is ``intent`` while the MLflow change it describes is not known to have
+    happened (no sequence number yet, never delivered), then ``ready``. ``payload``
+    is the event exactly as delivered, built when it becomes ready.
+    """
+
+    __tablename__ = "matih_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    subject: Mapped[str] = mapped_column(String(160), nullable=False)
+    state: Mapped[str] = mapped_column(String(8), nullable=False)
+    sequence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    data: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ux_matih_events_tenant_seq", "tenant_id", "sequence", unique=True),
+        Index("ix_matih_events_state_created", "state", "created_at"),
+    )
+
+
+class EventSequenceRow(Base):
+    """The last sequence number given out per tenant (its row lock orders a tenant's events)."""
+
+    __tablename__ = "matih_event_sequences"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class WebhookRow(Base):
+    """A tenant's webhook endpoint. The signing secret is stored encrypted."""
+
+    __tablename__ = "matih_webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    event_types: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
+
+    __table_args__ = (Index("ix_matih_webhooks_tenant", "tenant_id"),)
+
+
+class DeliveryRow(Base):
+    """One event on its way to one sink (a webhook, or Kafka)."""
+
+    __tablename__ = "matih_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    sink: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Deliveries with the same key go out in sequence order (one model's events).
+    order_key: Mapped[str] = mapped_column(String(240), nullable=False)
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(12), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_matih_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_matih_deliveries_order", "sink", "order_key", "state", "sequence"),
+        Index("ix_matih_deliveries_event", "event_id"),
+    )
