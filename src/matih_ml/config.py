@@ -93,6 +93,49 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("MATIH_BOOTSTRAP_TENANT", "bootstrap_tenant")
     )
 
+    secret_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_SECRET_KEY", "secret_key")
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MATIH_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    kafka_topic: str = Field(
+        default="matih.ml.events",
+        validation_alias=AliasChoices("MATIH_KAFKA_TOPIC", "kafka_topic"),
+    )
+    dispatcher: bool = Field(
+        default=True, validation_alias=AliasChoices("MATIH_DISPATCHER", "dispatcher")
+    )
+    events_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        validation_alias=AliasChoices("MATIH_EVENTS_MAX_ATTEMPTS", "events_max_attempts"),
+    )
+    events_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_EVENTS_BACKOFF_S", "events_backoff_s"),
+    )
+    events_backoff_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_EVENTS_BACKOFF_MAX_S", "events_backoff_max_s"),
+    )
+    events_poll_s: float = Field(
+        default=0.5, gt=0, validation_alias=AliasChoices("MATIH_EVENTS_POLL_S", "events_poll_s")
+    )
+    events_intent_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_EVENTS_INTENT_GRACE_S", "events_intent_grace_s"),
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_WEBHOOK_TIMEOUT_S", "webhook_timeout_s"),
+    )
+
     @property
     def database_url(self) -> str:
         """The service tables' database: ``MATIH_DATABASE_URL``, else MLflow's SQL store."""

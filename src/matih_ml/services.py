@@ -8,6 +8,12 @@ from matih_ml.auth.api_keys import ApiKeyStore
 from matih_ml.auth.jwt_tokens import JwtVerifier
 from matih_ml.backend import MlflowBackend, connect
 from matih_ml.config import Settings
+from matih_ml.events.dispatcher import Dispatcher, DispatchPolicy
+from matih_ml.events.kafka_sink import KafkaSink
+from matih_ml.events.outbox import EventLog
+from matih_ml.events.reconciler import Reconciler
+from matih_ml.events.secret_box import SecretBox
+from matih_ml.events.webhooks import WebhookStore
 from matih_ml.registry.cleanup import Cleanup
 from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.service import RegistryService
@@ -31,6 +37,9 @@ class Services:
     api_keys: ApiKeyStore
     jwt: JwtVerifier
     cleanup: Cleanup
+    events: EventLog
+    webhooks: WebhookStore
+    dispatcher: Dispatcher
 
 
 def build_services(settings: Settings) -> Services:
@@ -47,7 +56,22 @@ def build_services(settings: Settings) -> Services:
         migrate.require_current(settings, db)
     backend = connect(settings)
     tenants = TenantDirectory(backend)
-    registry = RegistryService(backend, tenants)
+    events = EventLog(db, kafka=bool(settings.kafka_bootstrap_servers))
+    registry = RegistryService(backend, tenants, events)
+    webhooks = WebhookStore(db, SecretBox(settings))
+    reconciler = Reconciler(
+        events,
+        backend.client,
+        grace_s=settings.events_intent_grace_s,
+        registration_grace_s=settings.registration_grace_s,
+    )
+    dispatcher = Dispatcher(
+        db,
+        webhooks,
+        kafka=KafkaSink.from_settings(settings),
+        policy=DispatchPolicy.from_settings(settings),
+        reconciler=reconciler,
+    )
     return Services(
         settings=settings,
         backend=backend,
@@ -55,8 +79,11 @@ def build_services(settings: Settings) -> Services:
         tenants=tenants,
         registry=registry,
         lifecycle=LifecycleService(registry, db),
-        runs=RunService(backend, tenants),
+        runs=RunService(backend, tenants, events),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings),
         cleanup=Cleanup(backend.client, tenants),
+        events=events,
+        webhooks=webhooks,
+        dispatcher=dispatcher,
     )

@@ -8,6 +8,7 @@ threads and replicas.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,8 @@ from matih_ml.errors import (
     GateFailedError,
     ValidationError,
 )
+from matih_ml.events.catalog import EventType
+from matih_ml.registry import lifecycle_events
 from matih_ml.registry.gates import GateResult, production_gate, staging_gate
 from matih_ml.registry.metadata import STAGE_RANK, ModelMetadata, ModelVersionInfo, Stage
 from matih_ml.registry.policy import Policy, PolicyStore
@@ -82,6 +85,7 @@ class LifecycleService:
     def __init__(self, registry: RegistryService, db: Database) -> None:
         self._registry = registry
         self._db = db
+        self._events = registry.events
         self.policies = PolicyStore(db)
         self.reviews = ReviewService(registry, db, self._current_stage)
 
@@ -189,9 +193,14 @@ class LifecycleService:
         ``RegistryService.create_version`` for the options)."""
         name = validation.model_name(model_id)
         validate_tenant_id(tenant_id)
-        with self._db.uow() as s:
+        # The intent is written before the lock: on SQLite the lock is the database's
+        # write lock, which a second transaction inside it would wait on forever.
+        with (
+            self._events.pending(tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}) as p,
+            self._db.uow() as s,
+        ):
             store.lock_model(s, tenant_id, name)
-            return self._registry.create_version(tenant_id, name, run_id, **options)
+            return self._registry.create_version_for_intent(tenant_id, name, run_id, p, **options)
 
     def land(
         self, tenant_id: str, model_id: str, version: str | int, stage: str, *, actor: str = ""
@@ -289,12 +298,17 @@ class LifecycleService:
                     why,
                     evidence,
                     False,
+                    current,
                 ),
             ]
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
 
-    def delete_version(self, tenant_id: str, model_id: str, version: str | int) -> None:
+    def delete_version(
+        self, tenant_id: str, model_id: str, version: str | int, *, actor: str = ""
+    ) -> None:
         """Delete a development, staging or archived version, under the model's lock.
+
+        Publishes ``MODEL_VERSION_DELETED``.
 
         Raises:
             NotFoundError: For an unknown model or version.
@@ -303,7 +317,11 @@ class LifecycleService:
         name = validation.model_name(model_id)
         number = validation.version(version)
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        data = {"model": name, "version": number, "actor": actor}
+        with (
+            self._events.pending(tenant_id, EventType.MODEL_VERSION_DELETED, name, data),
+            self._db.uow() as s,
+        ):
             store.lock_model(s, tenant_id, name)
             if self._current_stage(s, tenant_id, name, number) is Stage.PRODUCTION:
                 raise ConflictError(
@@ -314,15 +332,26 @@ class LifecycleService:
             self._registry.delete_version(tenant_id, name, number)
             store.forget_versions(s, tenant_id, name, [int(number)])
 
-    def delete_model(self, tenant_id: str, model_id: str) -> None:
+    def delete_model(self, tenant_id: str, model_id: str, *, actor: str = "") -> None:
         """Delete a model with no version in production, under the model's lock.
+
+        Publishes ``MODEL_VERSION_DELETED`` for each of its versions.
 
         Raises:
             NotFoundError: For an unknown model.
             ConflictError: If one of its versions is in production.
         """
         name = validation.model_name(model_id)
-        self._registry.require_model(tenant_id, name)
+        versions = self._registry.require_model(tenant_id, name).versions
+        with ExitStack() as intents:
+            for number in versions:
+                data = {"model": name, "version": number, "actor": actor}
+                intents.enter_context(
+                    self._events.pending(tenant_id, EventType.MODEL_VERSION_DELETED, name, data)
+                )
+            self._delete_model_locked(tenant_id, name)
+
+    def _delete_model_locked(self, tenant_id: str, name: str) -> None:
         with self._db.uow() as s:
             store.lock_model(s, tenant_id, name)
             serving = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
@@ -467,9 +496,20 @@ class LifecycleService:
             approval = store.usable_approval(s, tenant_id, name, int(number))
             if approval is not None:
                 approval.status = "applied"
+        replaced = next((v for v in producing if v != number), None)
         moves.append(
             self._record(
-                s, tenant_id, name, number, current, target, actor, reason, evidence, forced
+                s,
+                tenant_id,
+                name,
+                number,
+                current,
+                target,
+                actor,
+                reason,
+                evidence,
+                forced,
+                replaced if target is Stage.PRODUCTION else None,
             )
         )
         return moves
@@ -486,8 +526,10 @@ class LifecycleService:
         reason: str,
         evidence: dict[str, Any],
         forced: bool,
+        replaced: str | None = None,
     ) -> Move:
-        """One move: the store's stage and history, then MLflow's mirror, inside the lock."""
+        """One move: the store's stage, history and events, then MLflow's mirror, inside
+        the lock (so the events commit with the move, or not at all)."""
         store.set_stage(s, tenant_id, name, int(number), to_stage.value)
         row = store.append_history(
             s,
@@ -500,6 +542,20 @@ class LifecycleService:
             reason=reason,
             evidence=evidence,
             forced=forced,
+        )
+        lifecycle_events.stage_changed(
+            self._events,
+            s,
+            tenant_id,
+            name,
+            number,
+            from_stage,
+            to_stage,
+            actor=actor,
+            reason=reason,
+            forced=forced,
+            evidence=evidence,
+            replaced=replaced,
         )
         self._registry.mirror_stage(tenant_id, name, number, to_stage)
         return _move(row)

@@ -25,6 +25,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from matih_ml import validation
 from matih_ml.errors import ConflictError, ValidationError
+from matih_ml.events.outbox import TAG_EVENT_INTENT
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import frameworks, queries
 from matih_ml.registry.metadata import (
@@ -83,6 +84,7 @@ class Registrar:
         model_type: str | None = None,
         created_by: str | None = None,
         input_example: Any | None = None,
+        intent_id: str | None = None,
     ) -> tuple[ModelMetadata, ModelVersionInfo]:
         """Register a new model or version; return the model and the version created.
 
@@ -102,6 +104,8 @@ class Registrar:
             model_type: classification, regression, clustering (inferred for sklearn).
             created_by: Who registered it.
             input_example: A sample input, stored with the model (and its signature).
+            intent_id: The ``MODEL_REGISTERED`` intent this registration carries out
+                (tagged on the version, for the reconciler).
 
         Returns:
             The model's metadata (its ``current_version`` is the new one unless a more
@@ -138,6 +142,7 @@ class Registrar:
                     created_by=created_by or "",
                     requirements=reqs,
                     tags=clean_tags,
+                    intent_id=intent_id,
                 )
                 return (
                     self._metadata(tenant, self._get_registered(mv.name)),
@@ -193,7 +198,8 @@ class Registrar:
         framework: str | None = None,
         metrics: dict[str, float] | None = None,
         parameters: dict[str, Any] | None = None,
-    ) -> ModelVersionInfo:
+        intent_id: str | None = None,
+    ) -> tuple[ModelVersionInfo, bool]:
         """Register the model a run logged as a new version of ``model_id``.
 
         Registering the same run into the same model again returns the existing
@@ -212,6 +218,11 @@ class Registrar:
             metrics: Evaluation metrics to add to the run (step 0) with the new version;
                 written only once every check has passed, and not again on a re-run.
             parameters: Parameters to add to the run, likewise.
+            intent_id: The ``MODEL_REGISTERED`` intent this carries out.
+
+        Returns:
+            The version, and whether this call created it (False: the run was
+            registered into the model before).
 
         Raises:
             ValidationError: For bad input, a run with no MLflow model there, or one of
@@ -230,7 +241,7 @@ class Registrar:
                 run = self._client.get_run(run_id)
             existing = self._version_of_run(name, run_id)
             if existing is not None:
-                return version_info(tenant, existing)
+                return version_info(tenant, existing), False
             source = self._model_source(run, path)
             with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
                 local = Path(tmp) / "model"
@@ -264,8 +275,9 @@ class Registrar:
                     created_by=created_by or run.data.tags.get("mlflow.user", ""),
                     requirements=reqs,
                     tags=clean_tags,
+                    intent_id=intent_id,
                 )
-            return version_info(tenant, mv)
+            return version_info(tenant, mv), True
 
     def _model_source(self, run: Run, path: str) -> str:
         """Where the run's model ``path`` lives: in its artifacts, or as a logged model."""
@@ -332,6 +344,7 @@ class Registrar:
         created_by: str,
         requirements: list[str],
         tags: dict[str, str],
+        intent_id: str | None = None,
     ) -> ModelVersion:
         """Create the version, then write its files under the registry's prefix.
 
@@ -361,6 +374,8 @@ class Registrar:
             TAG_CREATED_BY: created_by,
             TAG_REGISTRATION: REGISTRATION_PENDING,
         }
+        if intent_id:
+            version_tags[TAG_EVENT_INTENT] = intent_id
         with translated(f"model {name!r}"):
             mv = self._client.create_model_version(
                 name, source, run.info.run_id, tags=version_tags, description=description or None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from matih_ml import validation
 from matih_ml.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from matih_ml.events.catalog import EventType
 from matih_ml.registry.metadata import Stage
 from matih_ml.registry.service import RegistryService
 from matih_ml.store import lifecycle_store as store
@@ -186,6 +187,19 @@ class ReviewService:
             )
             s.add(row)
             s.flush()
+            self._registry.events.emit(
+                s,
+                tenant_id,
+                EventType.APPROVAL_REQUESTED,
+                name,
+                {
+                    "approval_id": row.id,
+                    "model": name,
+                    "version": number,
+                    "requested_by": actor,
+                    "comment": row.comment,
+                },
+            )
             return _approval(row)
 
     def decide(
@@ -219,6 +233,20 @@ class ReviewService:
             row.decided_by = actor
             row.decided_at = store.now()
             row.reason = reason[:5000]
+            self._registry.events.emit(
+                s,
+                tenant_id,
+                EventType.APPROVAL_APPROVED if approve else EventType.APPROVAL_REJECTED,
+                row.model_name,
+                {
+                    "approval_id": row.id,
+                    "model": row.model_name,
+                    "version": str(row.version),
+                    "requested_by": row.requested_by,
+                    "decided_by": actor,
+                    "reason": row.reason,
+                },
+            )
             return _approval(row)
 
     def list_approvals(

@@ -13,6 +13,8 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from matih_ml import validation
 from matih_ml.backend import MlflowBackend
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
+from matih_ml.events.catalog import EventType
+from matih_ml.events.outbox import EventLog, Pending
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import frameworks, queries
 from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
@@ -31,10 +33,24 @@ from matih_ml.registry.views import (
     version_info,
     versions_of,
 )
-from matih_ml.tenancy import TenantDirectory
+from matih_ml.tenancy import TenantDirectory, validate_tenant_id
 from matih_ml.tracking.metrics import log_metrics
 
 _MAX_PAGE = 1000
+
+
+def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, Any]:
+    """The data of ``MODEL_REGISTERED`` for a new version."""
+    return {
+        "model": v.model_id,
+        "version": v.version,
+        "framework": v.framework,
+        "run_id": v.run_id,
+        "artifact_uri": v.artifact_uri,
+        "created_by": created_by or "",
+    }
+
+
 _MAX_COMPARE = 1000
 
 
@@ -52,11 +68,12 @@ class RegistryService:
         tenants: The tenant directory (resolves and provisions tenants).
     """
 
-    def __init__(self, backend: MlflowBackend, tenants: TenantDirectory) -> None:
+    def __init__(self, backend: MlflowBackend, tenants: TenantDirectory, events: EventLog) -> None:
         self._backend = backend
         self._client = backend.client
         self._tenants = tenants
         self._registrar = Registrar(self._client, tenants)
+        self.events = events
 
     # ----------------------------------------------------------------- registration
 
@@ -90,20 +107,50 @@ class RegistryService:
     ) -> tuple[ModelMetadata, ModelVersionInfo]:
         """Register a model object; return the model and the new version.
 
-        See :meth:`Registrar.register_model_version` for the arguments.
+        Publishes ``MODEL_REGISTERED``. See :meth:`Registrar.register_model_version`
+        for the arguments.
         """
-        return self._registrar.register_model_version(
-            tenant_id, name, model, framework, *args, **kwargs
-        )
+        tenant_id = validate_tenant_id(tenant_id)
+        clean = validation.model_name(name)
+        with self.events.pending(
+            tenant_id, EventType.MODEL_REGISTERED, clean, {"model": clean}
+        ) as p:
+            md, v = self._registrar.register_model_version(
+                tenant_id, clean, model, framework, *args, intent_id=p.id, **kwargs
+            )
+            p.data.update(registered_event(v, kwargs.get("created_by")))
+        return md, v
 
     def create_version(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any
     ) -> ModelVersionInfo:
         """Register a run's model as a new version (the same run again: the same version).
 
-        See :meth:`Registrar.create_version` for the options.
+        Publishes ``MODEL_REGISTERED`` for a new version. See
+        :meth:`Registrar.create_version` for the options.
         """
-        return self._registrar.create_version(tenant_id, model_id, run_id, **options)
+        tenant_id = validate_tenant_id(tenant_id)
+        name = validation.model_name(model_id)
+        with self.events.pending(tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}) as p:
+            v = self.create_version_for_intent(tenant_id, name, run_id, p, **options)
+        return v
+
+    def create_version_for_intent(
+        self, tenant_id: str, model_id: str, run_id: str, pending: Pending, **options: Any
+    ) -> ModelVersionInfo:
+        """:meth:`create_version` carrying out an intent the caller recorded (and confirms).
+
+        The caller holds a lock across this (the lifecycle does), so the intent had
+        to be written before it.
+        """
+        v, created = self._registrar.create_version(
+            tenant_id, model_id, run_id, intent_id=pending.id, **options
+        )
+        if created:
+            pending.data.update(registered_event(v, options.get("created_by")))
+        else:
+            pending.cancel()
+        return v
 
     # ----------------------------------------------------------------------- reads
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Experiment, Metric, Param, Run, RunStatus, RunTag, ViewType
+from mlflow.entities import Experiment, Metric, Param, Run, RunTag, ViewType
 
 from matih_ml import validation
 from matih_ml.backend import MlflowBackend
 from matih_ml.errors import NotFoundError, ValidationError
+from matih_ml.events import training
+from matih_ml.events.outbox import EventLog
 from matih_ml.mlflow_errors import translated
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.experiments import get_experiment, get_or_create_experiment
@@ -58,9 +60,10 @@ class RunService:
         tenants: The tenant directory.
     """
 
-    def __init__(self, backend: MlflowBackend, tenants: TenantDirectory) -> None:
+    def __init__(self, backend: MlflowBackend, tenants: TenantDirectory, events: EventLog) -> None:
         self._client = backend.client
         self._tenants = tenants
+        self._events = events
 
     def list_experiments(
         self, tenant_id: str, max_results: int = 100, page_token: str | None = None
@@ -119,10 +122,19 @@ class RunService:
         if run_name is not None and len(run_name) > 250:
             raise ValidationError("run_name is over 250 characters.", details={"field": "run_name"})
         all_tags = {**clean, TAG_TENANT: tenant_id, TAG_USER: user_id, TAG_JOB: job_id}
-        with self._tenants.scope(tenant_id, create=True):
+        with self._tenants.scope(tenant_id, create=True) as tenant:
             experiment_id = get_or_create_experiment(self._client, name)
-            with translated(f"experiment {name!r}"):
-                return self._client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+            return training.start_run(
+                self._client,
+                self._events,
+                tenant,
+                experiment_id,
+                name,
+                tags=all_tags,
+                run_name=run_name,
+                user_id=user_id,
+                job_id=job_id,
+            )
 
     def get_run(self, tenant_id: str, run_id: str) -> Run:
         """One run of the tenant."""
@@ -180,9 +192,8 @@ class RunService:
             raise ValidationError(
                 f"status must be one of {sorted(_END_STATES)}.", details={"field": "status"}
             )
-        with self._tenants.scope(tenant_id), translated(f"Run {run_id!r}"):
-            self._client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
-            return self._client.get_run(run_id)
+        with self._tenants.scope(tenant_id) as tenant:
+            return training.end_run(self._client, self._events, tenant, run_id, status)
 
     def metric_history(
         self,

@@ -24,7 +24,11 @@ from matih_ml import validation
 from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
 from matih_ml.config import Settings
 from matih_ml.errors import ValidationError
+from matih_ml.events import training
+from matih_ml.events.outbox import EventLog
 from matih_ml.mlflow_errors import translated
+from matih_ml.store import migrate
+from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory, tenant_scope
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
@@ -184,6 +188,7 @@ class ExperimentTracker:
         registry_uri: str | None = None,
         *,
         settings: Settings | None = None,
+        events: EventLog | None = None,
     ) -> None:
         base = settings or Settings()
         overrides = {
@@ -198,6 +203,7 @@ class ExperimentTracker:
         self.settings = base.model_copy(update={f"{k}_env": v for k, v in overrides.items()})
         self._backend: MlflowBackend | None = None
         self._tenants: TenantDirectory | None = None
+        self._events = events
         self._init_lock = threading.Lock()
 
     @property
@@ -223,6 +229,21 @@ class ExperimentTracker:
                     self._tenants = TenantDirectory(backend)
                     self._backend = backend
         return self._backend
+
+    @property
+    def events(self) -> EventLog:
+        """The outbox training events go to (the service database), opened on first use."""
+        if self._events is None:
+            with self._init_lock:
+                if self._events is None:
+                    self.settings.ensure_local_dirs()
+                    db = Database(self.settings.database_url)
+                    if self.settings.auto_migrate:
+                        migrate.upgrade(self.settings, db)
+                    else:
+                        migrate.require_current(self.settings, db)
+                    self._events = EventLog(db, kafka=bool(self.settings.kafka_bootstrap_servers))
+        return self._events
 
     @property
     def tenants(self) -> TenantDirectory:
@@ -274,10 +295,20 @@ class ExperimentTracker:
         if description:
             tags["mlflow.note.content"] = description
         client = self.backend.client
+        events = self.events
         with self.tenants.scope(config.tenant_id, create=True) as tenant:
             experiment_id = get_or_create_experiment(client, name)
-            with translated(f"experiment {name!r}"):
-                run = client.create_run(experiment_id, tags=tags, run_name=config.run_name)
+            run = training.start_run(
+                client,
+                events,
+                tenant,
+                experiment_id,
+                name,
+                tags=tags,
+                run_name=config.run_name,
+                user_id=config.user_id,
+                job_id=config.job_id,
+            )
         active = ActiveRun(self.backend, tenant, run)
         try:
             yield active
@@ -287,8 +318,10 @@ class ExperimentTracker:
         self._end(tenant, active.run_id, RunStatus.FINISHED)
 
     def _end(self, tenant: str, run_id: str, status: int) -> None:
-        with tenant_scope(tenant), translated(f"run {run_id!r}"):
-            self.backend.client.set_terminated(run_id, RunStatus.to_string(status))
+        with tenant_scope(tenant):
+            training.end_run(
+                self.backend.client, self.events, tenant, run_id, RunStatus.to_string(status)
+            )
 
 
 _singleton: ExperimentTracker | None = None
