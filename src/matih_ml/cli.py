@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from matih_ml.cli_events import dispatcher, events_app, webhooks_app
 from matih_ml.cli_ops import db_app, gc
 from matih_ml.cli_output import (
     JsonOpt,
@@ -40,6 +41,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.command("gc")(gc)
+app.add_typer(events_app, name="events")
+app.add_typer(webhooks_app, name="webhooks")
+app.command("dispatcher")(dispatcher)
 
 
 @app.callback()

@@ -12,7 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from matih_ml import __version__
 from matih_ml.api import errors
 from matih_ml.api.limits import BodyLimitMiddleware
-from matih_ml.api.routes import approvals, experiments, health, keys, lifecycle, models, runs
+from matih_ml.api.routes import (
+    approvals,
+    events,
+    experiments,
+    health,
+    keys,
+    lifecycle,
+    models,
+    runs,
+    webhooks,
+)
 from matih_ml.config import Settings
 from matih_ml.services import Services, build_services
 
@@ -35,7 +45,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "services", None) is None:
             app.state.services = await run_in_threadpool(build_services, settings)
-        yield
+        services: Services = app.state.services
+        if services.settings.dispatcher:
+            services.dispatcher.start()
+        try:
+            yield
+        finally:
+            if services.settings.dispatcher:
+                await run_in_threadpool(services.dispatcher.stop)
 
     app = FastAPI(
         title="matih-ml",
@@ -47,7 +64,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, models, lifecycle, approvals, experiments, runs, keys):
+    for module in (
+        health,
+        models,
+        lifecycle,
+        approvals,
+        experiments,
+        runs,
+        keys,
+        events,
+        webhooks,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app

@@ -311,3 +311,46 @@ class ApprovalRead(BaseModel):
 class PolicyRead(BaseModel):
     source: Literal["model", "tenant", "default"]
     policy: Policy
+
+
+# ------------------------------------------------------------------ events
+
+
+class EventFeed(BaseModel):
+    items: list[dict[str, Any]]
+    cursor: int = Field(description="Pass as `after` to get the next events")
+
+
+class WebhookCreate(BaseModel):
+    model_config = _Strict
+    url: str = Field(min_length=1, max_length=2000, description="http:// or https://")
+    event_types: list[str] = Field(
+        default=[], max_length=20, description="Only these types; empty: all"
+    )
+    description: str = Field(default="", max_length=1000)
+
+
+class WebhookRead(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    active: bool
+    created_at: datetime
+    created_by: str
+
+
+class WebhookCreated(WebhookRead):
+    secret: str = Field(description="whsec_...: verifies signatures; shown only here")
+
+
+class DeliveryRead(BaseModel):
+    event_id: str
+    event_type: str
+    sequence: int
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None

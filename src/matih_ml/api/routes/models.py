@@ -203,7 +203,7 @@ def get_model(model_id: ModelId, services: ServicesDep, who: Reader) -> ModelRea
 @router.delete("/{model_id}", status_code=204)
 def delete_model(model_id: ModelId, services: ServicesDep, who: Admin) -> Response:
     """Delete a model and its versions (refused while one is in production)."""
-    services.lifecycle.delete_model(who.tenant_id, model_id)
+    services.lifecycle.delete_model(who.tenant_id, model_id, actor=who.subject)
     return Response(status_code=204)
 
 
@@ -246,7 +246,7 @@ def delete_version(
     model_id: ModelId, version: Version, services: ServicesDep, who: Admin
 ) -> Response:
     """Delete a development, staging or archived version."""
-    services.lifecycle.delete_version(who.tenant_id, model_id, version)
+    services.lifecycle.delete_version(who.tenant_id, model_id, version, actor=who.subject)
     return Response(status_code=204)
 
 
