@@ -21,8 +21,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/matih-ml demo
 
+# Two workers, one test file each at a time (files share their module fixtures).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $${PYTEST_WORKERS:-2} --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -133,3 +133,31 @@ def test_policy_set_and_show(cli_env, tmp_path) -> None:
     f.write_text('{"staging": {"required_metrics": "lots"}}')
     bad = runner.invoke(app, ["policy", "set", "--tenant", "acme", "--file", str(f)])
     assert bad.exit_code == 1 and "not valid" in bad.stderr
+
+
+def test_webhooks_and_events(cli_env) -> None:
+    run("tenants", "create", "acme")
+    hook = run(
+        "webhooks",
+        "create",
+        "--tenant",
+        "acme",
+        "--url",
+        "http://127.0.0.1:9/h",
+        "--type",
+        "MODEL_DEPLOYED",
+    )
+    assert hook["secret"].startswith("whsec_") and hook["event_types"] == ["MODEL_DEPLOYED"]
+    listed = run("webhooks", "list", "--tenant", "acme")
+    assert [h["id"] for h in listed] == [hook["id"]] and "secret" not in listed[0]
+    assert run("webhooks", "deliveries", "--tenant", "acme", hook["id"]) == []
+    assert run("events", "list", "--tenant", "acme") == []
+    assert run("webhooks", "delete", "--tenant", "acme", hook["id"]) == {"deleted": hook["id"]}
+    assert run("webhooks", "list", "--tenant", "acme") == []
+    result = runner.invoke(app, ["events", "replay", "--since", "yesterday", "--json"])
+    assert result.exit_code == 1 and "ISO 8601" in result.stdout
+    result = runner.invoke(
+        app, ["webhooks", "create", "--tenant", "acme", "--url", "ftp://x", "--json"]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "VALIDATION_ERROR"

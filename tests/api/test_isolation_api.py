@@ -48,6 +48,11 @@ CALLS = [
     ("GET", "/api/v1/approvals/{appr}", None),
     ("POST", "/api/v1/approvals/{appr}/approve", {"reason": ""}),
     ("POST", "/api/v1/approvals/{appr}/reject", {"reason": "no"}),
+    ("GET", "/api/v1/events", None),
+    ("GET", "/api/v1/webhooks", None),
+    ("GET", "/api/v1/webhooks/{hook}", None),
+    ("DELETE", "/api/v1/webhooks/{hook}", None),
+    ("GET", "/api/v1/webhooks/{hook}/deliveries", None),
 ]
 # Endpoints that name no object of another tenant: they act in the caller's tenant.
 OWN_TENANT_ONLY = {
@@ -56,6 +61,8 @@ OWN_TENANT_ONLY = {
     ("GET", "/api/v1/policy"),
     ("PUT", "/api/v1/policy"),
     ("DELETE", "/api/v1/policy"),
+    ("POST", "/api/v1/webhooks"),
+    ("GET", "/api/v1/events/schemas"),
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
@@ -69,6 +76,7 @@ def _template(path: str) -> str:
         path.replace("{run}", "{run_id}").replace("{exp}", "{exp_id}").replace("{key}", "{key_id}")
     )
     path = path.replace("/metrics/accuracy/", "/metrics/{key}/").replace("{appr}", "{approval_id}")
+    path = path.replace("{hook}", "{webhook_id}")
     return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
 
 
@@ -108,7 +116,9 @@ def a_state(acme, saved_sklearn_model):
             "/api/v1/models/churn/policy", json={"production": {"require_approval": True}}
         )
     )
-    return {"model": md, "run": run, "key": key, "appr": appr}
+    # Nothing listens there: its deliveries stay pending, which is beside the point here.
+    hook = ok(acme.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}), 201)
+    return {"model": md, "run": run, "key": key, "appr": appr, "hook": hook["id"]}
 
 
 def _snapshot(acme, run_id: str) -> dict:
@@ -125,6 +135,8 @@ def _snapshot(acme, run_id: str) -> dict:
         "policy": ok(acme.viewer.get("/api/v1/models/churn/policy")),
         "evaluations": ok(acme.viewer.get("/api/v1/models/churn/versions/1/evaluations")),
         "gates": ok(acme.viewer.get("/api/v1/models/churn/versions/1/gates")),
+        "events": ok(acme.viewer.get("/api/v1/events", params={"limit": 1000})),
+        "webhooks": ok(acme.admin.get("/api/v1/webhooks")),
     }
 
 
@@ -133,7 +145,9 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
     run_id = a_state["run"]["run_id"]
     exp_id = a_state["run"]["experiment_id"]
     before = _snapshot(acme, run_id)
-    url = path.format(run=run_id, exp=exp_id, key=a_state["key"], appr=a_state["appr"])
+    url = path.format(
+        run=run_id, exp=exp_id, key=a_state["key"], appr=a_state["appr"], hook=a_state["hook"]
+    )
     kwargs = {}
     if isinstance(body, bytes):
         kwargs["content"] = body
@@ -154,3 +168,4 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
         assert response.json()["error"]["code"] == "NOT_FOUND"
     assert _snapshot(acme, run_id) == before
     assert ok(globex.viewer.get("/api/v1/models"))["items"] == []
+    assert ok(globex.viewer.get("/api/v1/events"))["items"] == []

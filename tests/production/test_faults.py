@@ -163,14 +163,14 @@ def test_sigkill_mid_registration_leaves_nothing_visible_and_start_up_cleans_it(
     with client(other.url, key, timeout=NO_HANG_S) as c:
         assert upload(c, "churn", sk_model).status_code == 201  # version 1, whole
     # Slow S3 down, so that the registry's copy takes seconds, and register on `replica`.
-    faulty_stack.s3_proxy.delay_s = 0.3
+    faulty_stack.s3_proxy.delay_s = 0.12
     doomed = threading.Thread(
         target=lambda: _swallow(lambda: upload(client(replica.url, key, 300), "churn", sk_model)),
         daemon=True,
     )
     doomed.start()
     _wait_until(lambda: _pending_versions(faulty_stack.direct_pg_url), timeout=240)
-    time.sleep(1.0)  # some of its files are on their way
+    time.sleep(0.3)  # some of its files are on their way
     replica.proc.kill()  # SIGKILL: no cleanup code runs
     replica.proc.wait(timeout=30)
     faulty_stack.s3_proxy.delay_s = 0.0

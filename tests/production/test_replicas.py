@@ -16,7 +16,7 @@ from production.stack import Stack, admin_keys, client, upload
 TENANTS = ("acme", "globex")
 MODELS = 2
 THREADS_PER_TENANT = 3
-ROUNDS = 4
+ROUNDS = 3
 
 
 def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, sk_model) -> None:
