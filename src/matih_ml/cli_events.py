@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -49,6 +49,8 @@ def events_replay(
         when = datetime.fromisoformat(since)
     except ValueError:
         raise ValidationError(f"--since {since!r} is not an ISO 8601 time.") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # stored times are UTC
     services = load_services()
     states = ("dead", "delivered") if delivered_too else ("dead",)
     count = replay(services.db, since=when, tenant_id=tenant, states=states)

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
             return self.auto_migrate_env
         # SQLite files have one host and no migration job: they migrate themselves. A
         # shared database server is migrated by `matih-ml db upgrade` before a rollout.
+        return self.single_host
+
+    @property
+    def single_host(self) -> bool:
+        """True when no store is a database server (SQLite only): one host, no replicas."""
         uris = (self.tracking_uri, self.registry_uri, self.database_url)
         return not any(u.startswith(("postgresql", "mysql", "mssql")) for u in uris)
 

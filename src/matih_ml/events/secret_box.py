@@ -32,7 +32,7 @@ class SecretBox:
     def _key(self) -> bytes:
         if self._settings.secret_key:
             return self._settings.secret_key.encode()
-        if not self._settings.auto_migrate:
+        if not self._settings.single_host:
             raise UnavailableError(
                 "MATIH_SECRET_KEY is not set: webhook secrets cannot be stored. Set it to a "
                 "Fernet key, the same on every replica (see docs/deploy.md).",
