@@ -269,12 +269,20 @@ def saved_sklearn_model(tmp_path_factory, sk_model) -> Path:
     return path
 
 
-class ServeProcess:
-    """`matih-ml serve` as its own process on a loopback port, with the given environment."""
+class ServerProcess:
+    """A server as its own process on a loopback port, ready once ``ready_path`` is 200.
 
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+    Args:
+        log_path: Where its output goes.
+        argv: Its command line; ``{port}`` is replaced by the port chosen.
+        env: Its environment, on top of this one without MLFLOW_* and MATIH_*.
+        ready_path: The path polled until the server answers 200.
+    """
+
+    def __init__(
+        self, log_path: Path, argv: list[str], env: dict[str, str], ready_path: str
+    ) -> None:
         import subprocess
-        import sys
         import time
 
         import httpx
@@ -285,7 +293,7 @@ class ServeProcess:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MATIH_"))}
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "matih_ml.cli", "serve", "--port", str(self.port)],
+            [a.replace("{port}", str(self.port)) for a in argv],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**clean, **env},
@@ -293,15 +301,15 @@ class ServeProcess:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited:\n{log_path.read_text()}")
+                raise RuntimeError(f"{argv[0]} exited:\n{log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{ready_path}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"serve did not become ready:\n{log_path.read_text()}")
+        raise RuntimeError(f"{argv[0]} did not become ready:\n{log_path.read_text()}")
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -313,6 +321,16 @@ class ServeProcess:
         except Exception:  # noqa: BLE001
             self.proc.kill()
         self._log.close()
+
+
+class ServeProcess(ServerProcess):
+    """`matih-ml serve` as its own process on a loopback port, with the given environment."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        import sys
+
+        argv = [sys.executable, "-m", "matih_ml.cli", "serve", "--port", "{port}"]
+        super().__init__(log_path, argv, env, "/readyz")
 
 
 POSTGRES_ADMIN_URL = os.environ.get(

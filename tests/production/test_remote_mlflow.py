@@ -8,72 +8,40 @@ and that tenants stay apart.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import ServeProcess, ServerProcess
 from production.stack import BUCKET, ROOT, client, upload
 
 
-class MlflowServer:
+class MlflowServer(ServerProcess):
     """`mlflow server` with workspaces on, as its own process on a loopback port."""
 
     def __init__(self, log_path: Path, backend_uri: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         exe = shutil.which("mlflow", path=str(Path(sys.executable).parent))
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MATIH_"))}
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "server",
-                "--enable-workspaces",
-                "--backend-store-uri",
-                backend_uri,
-                "--default-artifact-root",
-                ROOT,
-                "--no-serve-artifacts",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**clean, **env, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not start:\n{log_path.read_text()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
+        argv = [
+            exe or "mlflow",
+            "server",
+            "--enable-workspaces",
+            "--backend-store-uri",
+            backend_uri,
+            "--default-artifact-root",
+            ROOT,
+            "--no-serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            "1",
+        ]
+        super().__init__(log_path, argv, {**env, "MLFLOW_DISABLE_TELEMETRY": "true"}, "/health")
 
 
 @pytest.fixture
@@ -119,8 +87,6 @@ def test_the_api_works_through_a_remote_mlflow_server(remote, stack, s3_server, 
         services.tenants.create_tenant(tenant)
         keys[tenant] = services.api_keys.create(tenant, "admin", "t").secret
     services.db.dispose()
-
-    from conftest import ServeProcess
 
     replica = ServeProcess(stack.tmp_path / "remote-replica.log", remote)
     try:

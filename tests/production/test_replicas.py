@@ -19,7 +19,7 @@ THREADS_PER_TENANT = 3
 ROUNDS = 3
 
 
-def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, sk_model) -> None:
+def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, s3_server, sk_model) -> None:
     stack.cli("db", "upgrade")
     keys = admin_keys(stack, *TENANTS)
     replicas = [stack.replica(), stack.replica()]
@@ -109,21 +109,9 @@ def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, sk_model)
     # Every version's files landed under its tenant's prefix on S3.
     s3_keys = {
         o["Key"]
-        for page in stack_s3(stack).get_paginator("list_objects_v2").paginate(Bucket="mlflow")
+        for page in s3_server.client().get_paginator("list_objects_v2").paginate(Bucket="mlflow")
         for o in page.get("Contents", [])
     }
     for tenant in TENANTS:
         for name, version in acked_versions[tenant]:
             assert f"root/{tenant}/models/{name}/{version}/MLmodel" in s3_keys
-
-
-def stack_s3(stack: Stack):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.direct_s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
