@@ -71,6 +71,7 @@ def test_log_metrics_logs_or_refuses_and_writes_nothing(fuzz_run, tracker, key, 
         assert _state(tracker, tenant, run.run_id) == before
         return
     assert isinstance(value, int | float) and math.isfinite(value)
+    run.flush()  # buffered: stored once flushed
     assert _state(tracker, tenant, run.run_id)[0].get(key) is not None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -267,3 +268,45 @@ def page_token(value: str | None) -> str | None:
             "page_token is not a token this service issued.", details={"field": "page_token"}
         )
     return value
+
+
+def metric_columns(
+    keys: Any, values: Any, steps: Any, timestamps: Any, *, limit: int
+) -> list[tuple[str, float, int, int]]:
+    """Check columnar metric points; return them as (key, value, timestamp, step) rows.
+
+    Raises:
+        ValidationError: Naming the first bad column or point.
+    """
+    if not isinstance(keys, list | tuple) or not isinstance(values, list | tuple):
+        raise ValidationError("keys and values must be arrays.", details={"field": "values"})
+    n = len(values)
+    if n > limit:
+        raise ValidationError(
+            f"At most {limit} points per request; got {n}.",
+            details={"field": "values", "limit": limit},
+        )
+    steps = [0] * n if steps is None else steps
+    now = int(time.time() * 1000)
+    timestamps = [now] * n if timestamps is None else timestamps
+    for name, column in (("keys", keys), ("steps", steps), ("timestamps", timestamps)):
+        if not isinstance(column, list | tuple) or len(column) != n:
+            raise ValidationError(
+                f"{name} must be an array as long as values ({n}).", details={"field": name}
+            )
+    for k in set(keys) if all(isinstance(k, str) for k in keys) else keys:
+        key(k, "metric key")
+    rows = []
+    for i in range(n):
+        v, s, t = values[i], steps[i], timestamps[i]
+        if type(v) is not float or v - v != 0.0:
+            v = metric_value(keys[i], v)
+        if type(s) is not int or not 0 <= s <= MAX_STEP:
+            s = step(s)
+        if type(t) is not int or not 0 <= t <= MAX_STEP:
+            raise ValidationError(
+                f"timestamps[{i}] must be milliseconds since the epoch, a whole number.",
+                details={"field": "timestamps", "index": i},
+            )
+        rows.append((keys[i], v, t, s))
+    return rows

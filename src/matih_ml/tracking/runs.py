@@ -18,11 +18,13 @@ from matih_ml.events import training
 from matih_ml.events.outbox import EventLog
 from matih_ml.mlflow_errors import translated
 from matih_ml.tenancy import TenantDirectory
+from matih_ml.tracking.bulk import BulkMetricWriter
 from matih_ml.tracking.experiments import get_experiment, get_or_create_experiment
 from matih_ml.tracking.tracker import TAG_JOB, TAG_TENANT, TAG_USER
 
 MAX_PAGE = 1000
 MAX_BATCH = 10_000
+MAX_INGEST = 200_000
 _END_STATES = {"FINISHED", "FAILED", "KILLED"}
 
 
@@ -64,6 +66,7 @@ class RunService:
         self._client = backend.client
         self._tenants = tenants
         self._events = events
+        self._writer = BulkMetricWriter(backend.client)
 
     def list_experiments(
         self, tenant_id: str, max_results: int = 100, page_token: str | None = None
@@ -173,17 +176,59 @@ class RunService:
         ]
         clean_params = [Param(k, v) for k, v in validation.params(params).items()]
         clean_tags = [RunTag(k, v) for k, v in validation.tags(tags).items()]
-        with self._tenants.scope(tenant_id), translated(f"Run {run_id!r}"):
-            self._client.get_run(run_id)
-            for i in range(0, max(len(points), 1), 1000):
-                self._client.log_batch(
-                    run_id,
-                    metrics=points[i : i + 1000],
-                    params=clean_params if i == 0 else [],
-                    tags=clean_tags if i == 0 else [],
-                    synchronous=True,
-                )
+        with self._tenants.scope(tenant_id):
+            self._active_run(run_id)
+            if clean_params or clean_tags:
+                with translated(f"Run {run_id!r}"):
+                    self._client.log_batch(
+                        run_id, params=clean_params, tags=clean_tags, synchronous=True
+                    )
+            self._writer.write(run_id, [(m.key, m.value, m.timestamp, m.step) for m in points])
         return len(points)
+
+    def ingest_metrics(
+        self,
+        tenant_id: str,
+        run_id: str,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        steps: Sequence[Any] | None = None,
+        timestamps: Sequence[Any] | None = None,
+    ) -> int:
+        """Write many points at once, given as columns; all are checked before any write.
+
+        Args:
+            tenant_id: The tenant.
+            run_id: The run.
+            keys: Each point's metric key.
+            values: Each point's value (finite numbers).
+            steps: Each point's step (default 0).
+            timestamps: Each point's time in ms since the epoch (default now).
+
+        Returns:
+            How many points were written.
+
+        Raises:
+            ValidationError: For columns of different lengths, too many points, or any
+                bad key, value, step or timestamp (naming the first one).
+            NotFoundError: If the run is not this tenant's.
+        """
+        run_id = validation.run_id(run_id)
+        points = validation.metric_columns(keys, values, steps, timestamps, limit=MAX_INGEST)
+        with self._tenants.scope(tenant_id):
+            self._active_run(run_id)
+            self._writer.write(run_id, points)
+        return len(points)
+
+    def _active_run(self, run_id: str) -> Run:
+        with translated(f"Run {run_id!r}"):
+            run = self._client.get_run(run_id)
+        if run.info.lifecycle_stage != "active":
+            raise ValidationError(
+                f"Run {run_id!r} is deleted; restore it to log to it.",
+                details={"run_id": run_id},
+            )
+        return run
 
     def end_run(self, tenant_id: str, run_id: str, status: str = "FINISHED") -> Run:
         """End a run as FINISHED, FAILED or KILLED."""
