@@ -27,6 +27,7 @@ CALLS = [
     ("GET", "/api/v1/experiments/{exp}/runs", None),
     ("POST", "/api/v1/runs/{run}/log-batch", {"metrics": [{"key": "accuracy", "value": 0}]}),
     ("POST", "/api/v1/runs/{run}/end", {"status": "KILLED"}),
+    ("POST", "/api/v1/runs/{run}/metrics:batch", {"keys": ["accuracy"], "values": [0.0]}),
     ("GET", "/api/v1/runs/{run}", None),
     ("GET", "/api/v1/runs/{run}/metrics/accuracy/history", None),
     ("GET", "/api/v1/runs/{run}/artifacts", None),

@@ -354,3 +354,20 @@ class DeliveryRead(BaseModel):
     last_error: str
     next_attempt_at: datetime | None
     delivered_at: datetime | None
+
+
+class MetricColumns(BaseModel):
+    """Points as columns: the compact form for large batches."""
+
+    model_config = _Strict
+    keys: list[str]
+    values: list[float]
+    steps: list[int] | None = None
+    timestamps: list[int] | None = None
+
+
+class MetricRows(BaseModel):
+    """Points as rows."""
+
+    model_config = _Strict
+    metrics: list[MetricIn]
