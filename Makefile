@@ -26,12 +26,16 @@ test: $(STAMP)
 	$(PY) -m pytest -n $${PYTEST_WORKERS:-2} --dist loadfile
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+# Side by side with plain MLflow, in one run; prints ratios (see docs/performance.md).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_ingest.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache
