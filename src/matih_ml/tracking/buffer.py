@@ -28,6 +28,7 @@ from matih_ml.tracking.bulk import Point
 log = logging.getLogger(__name__)
 
 _MAX_STEP = validation.MAX_STEP
+_clock = time.time
 
 
 class MetricBuffer:
@@ -52,7 +53,8 @@ class MetricBuffer:
         self._capacity = capacity
         self._batch = batch
         self._interval_s = interval_s
-        self._points: deque[Point] = deque()
+        # Points as (key, value, time.time(), step) until the flusher takes them.
+        self._points: deque[tuple[str, float, float, int]] = deque()
         self._keys: set[str] = set()
         self._retry: list[Point] = []
         self._busy = False
@@ -80,7 +82,8 @@ class MetricBuffer:
         if type(step) is not int or not 0 <= step <= _MAX_STEP:
             step = validation.step(step)
         points = self._points
-        points.append((key, value, int(time.time() * 1000), step))
+        # The time is kept as the clock gives it; the flusher turns it into ms.
+        points.append((key, value, _clock(), step))
         if len(points) >= self._batch:
             self._wake.set()
             if len(points) >= self._capacity:
@@ -92,7 +95,7 @@ class MetricBuffer:
         at = validation.step(step)
         for k in clean:
             self._keys.add(k)
-        now = int(time.time() * 1000)
+        now = _clock()
         self._points.extend((k, v, now, at) for k, v in clean.items())
         if len(self._points) >= self._batch:
             self._wake.set()
@@ -146,7 +149,10 @@ class MetricBuffer:
             batch, self._retry = self._retry, []
             return batch
         pop = self._points.popleft
-        return [pop() for _ in range(min(len(self._points), self._batch))]
+        return [
+            (k, v, int(t * 1000), s)
+            for k, v, t, s in (pop() for _ in range(min(len(self._points), self._batch)))
+        ]
 
     def _run(self) -> None:
         while True:
