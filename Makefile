@@ -36,6 +36,8 @@ format: $(STAMP)
 # Side by side with plain MLflow, in one run; prints ratios (see docs/performance.md).
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_history.py
+	$(PY) benchmarks/bench_registry.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache

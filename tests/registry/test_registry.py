@@ -294,6 +294,29 @@ def test_compare_runs_uses_one_search_call(registry, tracker, backend, tenant, m
     assert out[0]["metrics"] == {"loss": 0.2, "missing": None}
 
 
+def test_compare_runs_can_show_only_the_parameters_that_differ(registry, tracker, tenant):
+    ids = []
+    for lr, depth in ((0.1, 3), (0.2, 3), (0.1, 3)):
+        with tracker.start_run("diff", RunConfig(tenant_id=tenant)) as run:
+            run.log_params({"lr": lr, "depth": depth, "seed": 7})
+            ids.append(run.run_id)
+    with tracker.start_run("diff", RunConfig(tenant_id=tenant)) as run:
+        run.log_params({"lr": 0.1, "depth": 3, "seed": 7, "extra": "x"})
+        ids.append(run.run_id)
+    out = registry.compare_runs(tenant, ids, [], only_differences=True)
+    assert [r["parameters"] for r in out] == [
+        {"lr": "0.1"},
+        {"lr": "0.2"},
+        {"lr": "0.1"},
+        {"lr": "0.1", "extra": "x"},  # a parameter some runs lack differs
+    ]
+    assert registry.compare_runs(tenant, ids[:1], [])[0]["parameters"] == {
+        "lr": "0.1",
+        "depth": "3",
+        "seed": "7",
+    }
+
+
 def test_compare_runs_names_missing_runs(registry, tenant) -> None:
     with pytest.raises(NotFoundError, match="0" * 32):
         registry.compare_runs(tenant, ["0" * 32], ["loss"])

@@ -371,3 +371,22 @@ class MetricRows(BaseModel):
 
     model_config = _Strict
     metrics: list[MetricIn]
+
+
+class BucketRead(BaseModel):
+    step_min: int
+    step_max: int
+    count: int
+    min: float
+    max: float
+    mean: float
+
+
+class DownsampledRead(BaseModel):
+    """A history for a chart: buckets of steps, and the exact first and last points."""
+
+    key: str
+    total: int = Field(description="How many points the history holds")
+    buckets: list[BucketRead]
+    first: MetricPointRead | None
+    last: MetricPointRead | None

@@ -373,7 +373,12 @@ class RegistryService:
             log_metrics(self._client, run_id, metrics, step)
 
     def compare_runs(
-        self, tenant_id: str, run_ids: list[str], metrics: list[str]
+        self,
+        tenant_id: str,
+        run_ids: list[str],
+        metrics: list[str],
+        *,
+        only_differences: bool = False,
     ) -> list[dict[str, Any]]:
         """Compare runs side by side, with one search call for all of them.
 
@@ -381,6 +386,8 @@ class RegistryService:
             tenant_id: The tenant.
             run_ids: The runs, in the order the result keeps.
             metrics: The metric keys to show (missing ones are None).
+            only_differences: Show only the parameters whose values differ between the
+                runs (a parameter one run lacks counts as differing).
 
         Returns:
             One ``{"run_id", "run_name", "status", "parameters", "metrics"}`` per run.
@@ -402,12 +409,19 @@ class RegistryService:
             raise NotFoundError(
                 f"Run(s) not found: {', '.join(missing)}.", details={"run_ids": missing}
             )
+        params = {rid: dict(runs[rid].data.params) for rid in ids}
+        if only_differences:
+            names = {k for p in params.values() for k in p}
+            same = {k for k in names if len({p.get(k) for p in params.values()}) == 1}
+            params = {
+                rid: {k: v for k, v in p.items() if k not in same} for rid, p in params.items()
+            }
         return [
             {
                 "run_id": rid,
                 "run_name": runs[rid].info.run_name,
                 "status": runs[rid].info.status,
-                "parameters": dict(runs[rid].data.params),
+                "parameters": params[rid],
                 "metrics": {m: runs[rid].data.metrics.get(m) for m in keys},
             }
             for rid in ids

@@ -19,12 +19,14 @@ from matih_ml.events.outbox import EventLog
 from matih_ml.mlflow_errors import translated
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.bulk import BulkMetricWriter
+from matih_ml.tracking.downsample import Downsampled, downsample
 from matih_ml.tracking.experiments import get_experiment, get_or_create_experiment
 from matih_ml.tracking.tracker import TAG_JOB, TAG_TENANT, TAG_USER
 
 MAX_PAGE = 1000
 MAX_BATCH = 10_000
 MAX_INGEST = 200_000
+MAX_BUCKETS = 10_000
 _END_STATES = {"FINISHED", "FAILED", "KILLED"}
 
 
@@ -260,6 +262,23 @@ class RunService:
                 run_id, key, max_results=size, page_token=page_token or None
             )
         return Page(list(page), getattr(page, "token", None) or None)
+
+    def downsampled_history(
+        self, tenant_id: str, run_id: str, key: str, max_points: int
+    ) -> Downsampled:
+        """A metric's history as at most ``max_points`` buckets (min, max, mean), plus
+        its first and last points, computed by the database."""
+        run_id = validation.run_id(run_id)
+        key = validation.key(key, "metric key")
+        if not 1 <= max_points <= MAX_BUCKETS:
+            raise ValidationError(
+                f"max_points must be between 1 and {MAX_BUCKETS}.",
+                details={"field": "max_points"},
+            )
+        with self._tenants.scope(tenant_id):
+            with translated(f"Run {run_id!r}"):
+                self._client.get_run(run_id)
+            return downsample(self._client, run_id, key, max_points)
 
     def list_artifacts(self, tenant_id: str, run_id: str, path: str | None = None) -> list[Any]:
         """The files and folders at ``path`` in the run's artifacts."""

@@ -39,11 +39,16 @@ def compare_runs(
     metrics: Annotated[
         str, Query(max_length=40_000, description="Comma-separated metric keys")
     ] = "",
+    only_differences: Annotated[
+        bool, Query(description="Only the parameters whose values differ between the runs")
+    ] = False,
 ) -> list[ComparisonRow]:
     """Compare runs side by side (one query for all of them)."""
     ids = [r.strip() for r in run_ids.split(",") if r.strip()]
     keys = [m.strip() for m in metrics.split(",") if m.strip()]
-    rows = services.registry.compare_runs(who.tenant_id, ids, keys)
+    rows = services.registry.compare_runs(
+        who.tenant_id, ids, keys, only_differences=only_differences
+    )
     return [ComparisonRow(**r) for r in rows]
 
 

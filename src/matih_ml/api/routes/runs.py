@@ -16,6 +16,8 @@ from matih_ml.api.params import ArtifactPath, MaxResults, MetricKey, PageToken, 
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import (
     ArtifactRead,
+    BucketRead,
+    DownsampledRead,
     LogBatch,
     LogBatchResult,
     MetricPointRead,
@@ -63,7 +65,9 @@ def end_run(run_id: RunId, body: RunEnd, services: ServicesDep, who: Writer) -> 
     return run_read(services.runs.end_run(who.tenant_id, run_id, body.status))
 
 
-@router.get("/{run_id}/metrics/{key}/history", response_model=Page[MetricPointRead])
+@router.get(
+    "/{run_id}/metrics/{key}/history", response_model=Page[MetricPointRead] | DownsampledRead
+)
 def metric_history(
     run_id: RunId,
     key: MetricKey,
@@ -71,8 +75,29 @@ def metric_history(
     who: Reader,
     page_token: PageToken = None,
     max_results: MaxResults = 1000,
-) -> Page[MetricPointRead]:
-    """A metric's history, in pages."""
+    max_points: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="Downsample for a chart: at most this many buckets"),
+    ] = None,
+) -> Page[MetricPointRead] | DownsampledRead:
+    """A metric's history, in pages; or, with ``max_points``, downsampled for a chart."""
+    if max_points is not None:
+        d = services.runs.downsampled_history(who.tenant_id, run_id, key, max_points)
+
+        def point(p: tuple[int, float, int] | None) -> MetricPointRead | None:
+            return (
+                None
+                if p is None
+                else MetricPointRead(key=key, step=p[0], value=p[1], timestamp=p[2])
+            )
+
+        return DownsampledRead(
+            key=d.key,
+            total=d.total,
+            buckets=[BucketRead(**b.__dict__) for b in d.buckets],
+            first=point(d.first),
+            last=point(d.last),
+        )
     page = services.runs.metric_history(who.tenant_id, run_id, key, max_results, page_token)
     return Page(
         items=[
