@@ -124,7 +124,10 @@ def metric_value(name: str, value: Any) -> float:
             f"Metric {name!r} must be a number, got {type(value).__name__}.",
             details={"field": "metrics", "key": name},
         )
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer too large for a float
+        result = math.inf
     if not math.isfinite(result):
         raise ValidationError(
             f"Metric {name!r} must be finite, got {result}.",

@@ -85,6 +85,21 @@ def test_bad_points_are_refused_at_the_call_and_nothing_is_queued(tracker, tenan
         assert tracker.backend.client.get_run(run.run_id).data.metrics == {}
 
 
+def test_points_that_cannot_be_stored_fail_the_run(tracker, tenant, monkeypatch) -> None:
+    def broken(self, run_id, points):
+        raise ConnectionError("store down")
+
+    monkeypatch.setattr(BulkMetricWriter, "write", broken)
+    with (
+        pytest.raises(ConnectionError),
+        tracker.start_run("doomed", RunConfig(tenant_id=tenant)) as run,
+    ):
+        run.log_metric("a", 1.0)
+    monkeypatch.undo()
+    with tenant_scope(tenant):
+        assert tracker.backend.client.get_run(run.run_id).info.status == "FAILED"
+
+
 def test_a_full_buffer_makes_the_caller_wait_and_loses_nothing() -> None:
     stored: list = []
     gate = threading.Event()
@@ -184,6 +199,7 @@ def test_metrics_batch_takes_columns_rows_and_gzip(acme) -> None:
         {"keys": ["a", "b"], "values": [1.0]},
         {"keys": ["a"], "values": [1.0], "steps": [-1]},
         {"keys": ["a"], "values": ["x"]},
+        {"keys": ["a"], "values": [10**400]},
         {"keys": ["../x"], "values": [1.0]},
         {"keys": ["a"], "values": [1.0], "timestamps": [1.5]},
         {"keys": ["a"] * 200_001, "values": [1.0] * 200_001},

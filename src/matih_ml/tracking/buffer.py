@@ -121,14 +121,16 @@ class MetricBuffer:
                 raise error
 
     def close(self) -> None:
-        """Flush and stop the flusher thread."""
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            self._wake.set()
-            self._thread.join(timeout=10)
-            _open_buffers.discard(self)
+        """Flush and stop the flusher thread.
+
+        If the points cannot be stored, the error is raised and the thread goes on
+        retrying them (and exit flushes them once more): they are not dropped.
+        """
+        self._closed = True
+        self.flush()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        _open_buffers.discard(self)
 
     @property
     def pending(self) -> int:

@@ -23,7 +23,7 @@ from mlflow.entities import Param, Run, RunStatus, RunTag
 from matih_ml import validation
 from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
 from matih_ml.config import Settings
-from matih_ml.errors import MatihError, ValidationError
+from matih_ml.errors import ValidationError
 from matih_ml.events import training
 from matih_ml.events.outbox import EventLog
 from matih_ml.mlflow_errors import translated
@@ -364,11 +364,16 @@ class ExperimentTracker:
         try:
             yield active
         except BaseException:
-            with suppress(MatihError):  # the block's own error is the one to see
+            with suppress(Exception):  # the block's own error is the one to see
                 active.close()
             self._end(tenant, active.run_id, RunStatus.FAILED)
             raise
-        active.close()
+        try:
+            active.close()
+        except BaseException:
+            # Points that cannot be stored make the run FAILED, not left RUNNING.
+            self._end(tenant, active.run_id, RunStatus.FAILED)
+            raise
         self._end(tenant, active.run_id, RunStatus.FINISHED)
 
     def _end(self, tenant: str, run_id: str, status: int) -> None:
