@@ -57,6 +57,9 @@ def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
 ) -> None:
     hook = ok(acme.admin.post("/api/v1/webhooks", json={"url": receiver.url}), 201)
     assert hook["secret"].startswith("whsec_")
+    # A second webhook that wants deployments only (nothing listens: its queue is what counts).
+    only = {"url": "http://127.0.0.1:9/deployed", "event_types": ["MODEL_DEPLOYED"]}
+    filtered = ok(acme.admin.post("/api/v1/webhooks", json=only), 201)
     run_id = ok(acme.editor.post("/api/v1/runs", json={"experiment_name": "train"}), 201)["run_id"]
     ok(acme.editor.post(f"/api/v1/runs/{run_id}/end", json={}))
     v1 = _upload(acme.editor, sk_model)
@@ -120,6 +123,8 @@ def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
     deliveries = ok(acme.admin.get(f"/api/v1/webhooks/{hook['id']}/deliveries"))["items"]
     assert {d["state"] for d in deliveries} == {"delivered"}
     assert len(deliveries) == len(feed)
+    wanted = ok(acme.admin.get(f"/api/v1/webhooks/{filtered['id']}/deliveries"))["items"]
+    assert [d["event_type"] for d in wanted] == ["MODEL_DEPLOYED"] * 3
     # The other tenant sees none of it.
     assert ok(globex.viewer.get("/api/v1/events"))["items"] == []
     error(globex.admin.get(f"/api/v1/webhooks/{hook['id']}/deliveries"), 404, "NOT_FOUND")
