@@ -268,7 +268,7 @@ def test_log_training_metrics_to_a_missing_run_is_not_found(registry, tenant) ->
         registry.log_training_metrics(tenant, "not-a-run", 1, {"loss": 0.1})
 
 
-def test_compare_runs_uses_one_search_call(registry, tracker, backend, tenant, monkeypatch):
+def test_compare_runs_reads_no_run_one_by_one(registry, tracker, backend, tenant, monkeypatch):
     ids = []
     for i in range(5):
         with tracker.start_run(f"exp-{i % 2}", RunConfig(tenant_id=tenant)) as run:
@@ -288,10 +288,22 @@ def test_compare_runs_uses_one_search_call(registry, tracker, backend, tenant, m
     monkeypatch.setattr(backend.client, "search_runs", counting_search)
     monkeypatch.setattr(backend.client, "get_run", counting_get)
     out = registry.compare_runs(tenant, list(reversed(ids)), ["loss", "missing"])
-    assert calls == {"search_runs": 1, "get_run": 0}
+    # On the SQL stores: three queries of our own, no MLflow call per run (or at all).
+    assert calls == {"search_runs": 0, "get_run": 0}
     assert [r["run_id"] for r in out] == list(reversed(ids))
     assert out[0]["parameters"] == {"lr": "4"}
     assert out[0]["metrics"] == {"loss": 0.2, "missing": None}
+    # Through a store that is not SQL (a remote MLflow server): one search, same answer.
+    monkeypatch.setattr("matih_ml.registry.service.sql_engine", lambda client: None)
+    assert registry.compare_runs(tenant, list(reversed(ids)), ["loss", "missing"]) == out
+    assert calls == {"search_runs": 1, "get_run": 0}
+
+
+def test_compare_runs_never_finds_another_tenants_runs(registry, tracker, tenant, other_tenant):
+    with tracker.start_run("mine", RunConfig(tenant_id=tenant)) as run:
+        run.log_params({"secret": "x"})
+    with pytest.raises(NotFoundError):
+        registry.compare_runs(other_tenant, [run.run_id], [])
 
 
 def test_compare_runs_can_show_only_the_parameters_that_differ(registry, tracker, tenant):
