@@ -253,3 +253,17 @@ def test_missing_run_is_404(acme) -> None:
 def test_run_without_model_is_422(acme) -> None:
     run_id = new_run(acme.editor)
     error(acme.editor.post("/api/v1/models", json={"name": "m", "run_id": run_id}), 422)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "WzFd",  # base64 of [1]
+        "eyJvZmZzZXQiOiAtNX0=",  # {"offset": -5}
+        "eyJvZmZzZXQiOiAiMTAifQ==",  # {"offset": "10"}
+        "bm90IGpzb24=",  # not json
+        "e30=",  # {}
+    ],
+)
+def test_page_tokens_this_service_did_not_issue_are_422(acme, token) -> None:
+    error(acme.viewer.get("/api/v1/models", params={"page_token": token}), 422, "VALIDATION_ERROR")

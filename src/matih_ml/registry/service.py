@@ -9,6 +9,7 @@ from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from sqlalchemy import Engine
 
 from matih_ml import validation
 from matih_ml.backend import MlflowBackend
@@ -16,7 +17,7 @@ from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.events.catalog import EventType
 from matih_ml.events.outbox import EventLog, Pending
 from matih_ml.mlflow_errors import translated
-from matih_ml.registry import frameworks, queries
+from matih_ml.registry import frameworks, model_reads, queries
 from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
 from matih_ml.registry.metadata import (
     TAG_ARTIFACT_URI,
@@ -27,6 +28,7 @@ from matih_ml.registry.metadata import (
 from matih_ml.registry.registration import Registrar
 from matih_ml.registry.stages import parse_stage, stage_of, write_stage
 from matih_ml.registry.views import (
+    assemble_metadata,
     build_metadata,
     is_complete,
     search_runs,
@@ -218,6 +220,9 @@ class RegistryService:
                 f"max_results must be between 1 and {_MAX_PAGE}.", details={"field": "max_results"}
             )
         page_token = validation.page_token(page_token)
+        engine = sql_engine(self._client)
+        if engine is not None:
+            return self._list_models_sql(engine, tenant_id, want_stage, fw, max_results, page_token)
         with self._tenants.scope(tenant_id) as tenant:
             with translated(bad_input=bool(page_token)):
                 models = self._client.search_registered_models(
@@ -237,6 +242,34 @@ class RegistryService:
             if isinstance(token, bytes):
                 token = token.decode("ascii")
             return _Page(build_metadata(self._client, tenant, selected), token or None)
+
+    def _list_models_sql(
+        self,
+        engine: Engine,
+        tenant_id: str,
+        want_stage: Stage | None,
+        fw: frameworks.Framework | None,
+        max_results: int,
+        page_token: str | None,
+    ) -> _Page:
+        """:meth:`list_models_page` in a few queries of our own (the SQL stores)."""
+        offset = model_reads.parse_token(page_token)
+        with self._tenants.scope(tenant_id) as tenant:
+            models, more = model_reads.model_page(
+                engine, tenant, limit=max_results, offset=offset, framework=fw.value if fw else None
+            )
+            live = model_reads.versions(engine, tenant, [m.name for m in models])
+            if want_stage is not None:
+                staged = {v.name for v in live if is_complete(v) and stage_of(v) is want_stage}
+                models = [m for m in models if m.name in staged]
+
+            def read_runs(run_ids: list[str]) -> dict[str, tuple[dict, dict]]:
+                found = summaries(engine, tenant, run_ids, None)
+                return {rid: (r.metrics, r.params) for rid, r in found.items()}
+
+            items = assemble_metadata(tenant, models, live, read_runs)
+        token = model_reads.make_token(offset + max_results) if more else None
+        return _Page(items, token)
 
     def get_version(self, tenant_id: str, model_id: str, version: str | int) -> ModelVersionInfo:
         """Return one version of a model.

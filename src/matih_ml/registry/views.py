@@ -6,8 +6,9 @@ runs), never one call per model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -107,19 +108,38 @@ def build_metadata(
     """Metadata for several models of the bound tenant."""
     if not models:
         return []
-    by_model: dict[str, list[ModelVersion]] = {}
-    for mv in versions_of(client, [rm.name for rm in models]):
-        by_model.setdefault(mv.name, []).append(mv)
-    current: dict[str, ModelVersion] = {}
+    return assemble_metadata(
+        tenant,
+        models,
+        versions_of(client, [rm.name for rm in models]),
+        lambda run_ids: {
+            r.info.run_id: (dict(r.data.metrics), dict(r.data.params))
+            for r in search_runs(client, run_ids)
+        },
+    )
+
+
+def assemble_metadata(
+    tenant: str,
+    models: Sequence[Any],
+    versions: Sequence[Any],
+    read_runs: Callable[[list[str]], dict[str, tuple[dict[str, float], dict[str, str]]]],
+) -> list[ModelMetadata]:
+    """Metadata from models, their live versions, and a reader of runs' metrics and
+    params (MLflow entities, or the rows of :mod:`matih_ml.registry.model_reads`)."""
+    by_model: dict[str, list[Any]] = {}
+    for mv in versions:
+        if is_complete(mv):
+            by_model.setdefault(mv.name, []).append(mv)
+    for found in by_model.values():
+        found.sort(key=lambda mv: -int(mv.version))
+    current: dict[str, Any] = {}
     for rm in models:
         live = by_model.get(rm.name, [])
         if live:
             # The most advanced stage wins; within it, the newest version.
             current[rm.name] = max(live, key=lambda mv: (STAGE_RANK[stage_of(mv)], int(mv.version)))
-    runs = {
-        r.info.run_id: r
-        for r in search_runs(client, [mv.run_id for mv in current.values() if mv.run_id])
-    }
+    runs = read_runs([mv.run_id for mv in current.values() if mv.run_id])
     out = []
     for rm in models:
         mv = current.get(rm.name)
@@ -138,8 +158,8 @@ def build_metadata(
                 current_version=str(mv.version) if mv else "",
                 versions=[str(v) for v in versions],
                 stage=stage_of(mv).value if mv else Stage.DEVELOPMENT.value,
-                metrics=dict(run.data.metrics) if run else {},
-                parameters=dict(run.data.params) if run else {},
+                metrics=run[0] if run else {},
+                parameters=run[1] if run else {},
                 tags=_user_tags(tags),
                 created_at=_ts(rm.creation_timestamp),
                 updated_at=_ts(rm.last_updated_timestamp),

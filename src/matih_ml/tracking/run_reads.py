@@ -25,6 +25,9 @@ _RUNS = text(
 _PARAMS = text("SELECT run_uuid, key, value FROM params WHERE run_uuid IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
+_ALL_METRICS = text(
+    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 _METRICS = text(
     "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids AND key IN :keys"
 ).bindparams(bindparam("ids", expanding=True), bindparam("keys", expanding=True))
@@ -48,10 +51,11 @@ def sql_engine(client: MlflowClient) -> Engine | None:
 
 
 def summaries(
-    engine: Engine, workspace: str, run_ids: Sequence[str], metric_keys: Sequence[str]
+    engine: Engine, workspace: str, run_ids: Sequence[str], metric_keys: Sequence[str] | None
 ) -> dict[str, RunSummary]:
     """The runs among ``run_ids`` that belong to ``workspace``, with their params and the
-    latest values of ``metric_keys``. Runs of other workspaces are simply not found."""
+    latest values of ``metric_keys`` (None: all of them). Runs of other workspaces are
+    simply not found."""
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return {}
@@ -64,8 +68,12 @@ def summaries(
         if mine:
             for run_id, key, value in conn.execute(_PARAMS, {"ids": mine}):
                 found[run_id].params[key] = value
-            if metric_keys:
+            if metric_keys is None:
+                rows = conn.execute(_ALL_METRICS, {"ids": mine})
+            elif metric_keys:
                 rows = conn.execute(_METRICS, {"ids": mine, "keys": list(metric_keys)})
-                for run_id, key, value in rows:
-                    found[run_id].metrics[key] = value
+            else:
+                rows = []
+            for run_id, key, value in rows:
+                found[run_id].metrics[key] = value
     return found
