@@ -154,6 +154,8 @@ def test_webhooks_and_events(cli_env) -> None:
     assert run("events", "list", "--tenant", "acme") == []
     assert run("webhooks", "delete", "--tenant", "acme", hook["id"]) == {"deleted": hook["id"]}
     assert run("webhooks", "list", "--tenant", "acme") == []
+    result = runner.invoke(app, ["gc", "--older-than", "-5", "--json"])
+    assert result.exit_code == 1 and "older-than" in result.stdout
     result = runner.invoke(app, ["events", "replay", "--since", "yesterday", "--json"])
     assert result.exit_code == 1 and "ISO 8601" in result.stdout
     result = runner.invoke(

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from matih_ml.cli_output import JsonOpt, emit, handles_errors, load_services, stderr
+from matih_ml.errors import ValidationError
 
 db_app = typer.Typer(help="Schema migrations (MLflow's tables and the service's).")
 
@@ -63,18 +64,20 @@ def gc(
         list[str] | None, typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")
     ] = None,
     older_than: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Spare anything younger than this many seconds (another replica may be "
             "writing it). Default: MATIH_REGISTRATION_GRACE_S."
         ),
-    ] = -1,
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove half-registered versions, orphaned registration runs and orphaned files."""
+    if older_than is not None and older_than < 0:
+        raise ValidationError("--older-than must be 0 seconds or more.")
     services = load_services()
-    grace = services.settings.registration_grace_s if older_than < 0 else older_than
+    grace = services.settings.registration_grace_s if older_than is None else older_than
     ids = tenant or [t.tenant_id for t in services.tenants.list_tenants()]
     with Progress(
         TextColumn("{task.description}"),

@@ -150,10 +150,10 @@ class Reconciler:
     def _deleted(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
         try:
             with translated("version"):
-                mv = self._client.get_model_version(
+                self._client.get_model_version(
                     str(row.data.get("model", "")), str(row.data.get("version", ""))
                 )
         except NotFoundError:
             return "confirm", None, None
-        _ = mv  # still there: the delete did not happen
+        # Still there: the delete did not happen.
         return "drop", None, None
