@@ -86,9 +86,11 @@ async def ingest_metrics(
     """Write up to 200,000 metric points in one request; a bad point writes nothing."""
     raw = await request.body()
     encoding = request.headers.get("content-encoding", "").strip().lower()
-    body = await run_in_threadpool(_decode, raw, encoding, services.settings.max_upload_bytes)
-    keys, values, steps, timestamps = _columns(body)
-    n = await run_in_threadpool(
-        services.runs.ingest_metrics, who.tenant_id, run_id, keys, values, steps, timestamps
-    )
-    return LogBatchResult(metrics_written=n)
+    limit = services.settings.max_upload_bytes
+
+    def ingest() -> int:
+        # Parsing and checking 200,000 points takes tens of milliseconds: off the loop.
+        keys, values, steps, timestamps = _columns(_decode(raw, encoding, limit))
+        return services.runs.ingest_metrics(who.tenant_id, run_id, keys, values, steps, timestamps)
+
+    return LogBatchResult(metrics_written=await run_in_threadpool(ingest))
