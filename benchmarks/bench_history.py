@@ -1,6 +1,7 @@
 """A 1M-point metric history for a chart: matih-ml's downsampling (min/max/mean per
-bucket, in SQL) beside plain MLflow 3.17's full ``get_metric_history`` and its sampled
-``get_metric_history_bulk_interval`` (what MLflow's UI uses), on one SQLite store.
+bucket, from the write-time summary) beside plain MLflow 3.17's full
+``get_metric_history`` and its sampled ``get_metric_history_bulk_interval`` (what
+MLflow's UI uses), on one SQLite store.
 
 Run with ``make bench``; the figures in docs/performance.md come from it.
 """
@@ -25,6 +26,7 @@ def main() -> None:
     from matih_ml.config import Settings
     from matih_ml.services import build_services
     from matih_ml.tenancy import tenant_scope
+    from matih_ml.tracking import rollup
     from matih_ml.tracking.bulk import BulkMetricWriter
     from matih_ml.tracking.downsample import downsample
 
@@ -41,7 +43,12 @@ def main() -> None:
                 t = time.perf_counter()
                 result = downsample(client, run_id, "loss", BUCKETS)
                 ours.append(time.perf_counter() - t)
-            assert result.total == POINTS and len(result.buckets) == BUCKETS
+            assert result.total == POINTS and 0.9 * BUCKETS <= len(result.buckets) <= BUCKETS
+            # A series that stock MLflow wrote has no summary yet: its first chart builds it.
+            engine = client._tracking_client.store.engine
+            t = time.perf_counter()
+            rollup.rebuild(engine, run_id, "loss")
+            rebuild_s = time.perf_counter() - t
             store = client._tracking_client.store
             sampled = []
             for _ in range(3):
@@ -72,6 +79,7 @@ def main() -> None:
     print(f"{'measure':42} {'matih-ml':>10} {'MLflow':>10} {'ratio':>8}  MLflow path")
     for name, a, b, how in rows:
         print(f"{name:42} {a:10,.1f} {b:10,.1f} {b / a:7.1f}x  {how}")
+    print(f"one-off summary rebuild for 1M points stock MLflow wrote: {rebuild_s * 1000:,.0f} ms")
 
 
 if __name__ == "__main__":

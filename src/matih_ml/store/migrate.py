@@ -144,6 +144,10 @@ def upgrade(settings: Settings, db: Database) -> list[SchemaState]:
                     _initialize_tables(engine)
                 else:
                     _upgrade_db(engine)
+                # The chart summary's tables sit beside MLflow's (tracking.rollup).
+                from matih_ml.tracking.rollup import ensure_tables
+
+                ensure_tables(engine)
             finally:
                 engine.dispose()
         db.upgrade()

@@ -2,8 +2,9 @@
 
 MLflow's ``log_batch`` builds an ORM object per point and reads the latest values back
 before it writes them: about 13,000 points/s on SQLite here. This path writes the same
-rows with one ``executemany`` per batch, and updates ``latest_metrics`` with one
-conditional upsert per key, in a single transaction. What it writes is what MLflow
+rows with one ``executemany`` per batch, updates ``latest_metrics`` with one
+conditional upsert per key, and folds the batch into the chart summary
+(:mod:`matih_ml.tracking.rollup`), in a single transaction. What it writes is what MLflow
 writes: stock ``MlflowClient().get_metric_history`` reads it back unchanged.
 
 It is used only on MLflow's SQL stores (SQLite, PostgreSQL); with a remote MLflow
@@ -21,6 +22,7 @@ from mlflow.entities import Metric
 from sqlalchemy import Engine
 
 from matih_ml.mlflow_errors import translated
+from matih_ml.tracking import rollup
 
 # A point is (key, value, timestamp ms, step).
 Point = tuple[str, float, int, int]
@@ -60,6 +62,7 @@ class BulkMetricWriter:
         store = client._tracking_client.store
         engine = getattr(store, "engine", None)
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
+        self._rollup = self._engine is not None and rollup.ensure_tables(self._engine)
 
     @property
     def direct(self) -> bool:
@@ -80,7 +83,7 @@ class BulkMetricWriter:
         if self._engine is None:
             self._via_log_batch(run_id, points)
             return len(points)
-        insert, latest = _sql(self._engine.dialect.paramstyle, self._engine.dialect.name)
+        insert, latest_sql = _sql(self._engine.dialect.paramstyle, self._engine.dialect.name)
         best: dict[str, Point] = {}
         for point in points:
             current = best.get(point[0])
@@ -90,18 +93,24 @@ class BulkMetricWriter:
                 current[1],
             ):
                 best[point[0]] = point
+        latest = sorted(best.values())
         with translated(f"run {run_id!r}"), self._engine.begin() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
+                if self._rollup:
+                    rollup.lock_series(conn, cursor, run_id, list(best))
+                inserted = 0
                 for i in range(0, len(points), _CHUNK):
                     cursor.executemany(
                         insert,
                         [(k, v, t, run_id, s, False) for k, v, t, s in points[i : i + _CHUNK]],
                     )
+                    inserted += cursor.rowcount
                 cursor.executemany(
-                    latest,
-                    [(k, v, t, s, False, run_id) for k, v, t, s in sorted(best.values())],
+                    latest_sql, [(k, v, t, s, False, run_id) for k, v, t, s in latest]
                 )
+                if self._rollup:
+                    rollup.add(conn, cursor, run_id, points, latest, inserted == len(points))
             finally:
                 cursor.close()
         return len(points)

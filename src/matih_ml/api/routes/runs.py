@@ -77,7 +77,15 @@ def metric_history(
     max_results: MaxResults = 1000,
     max_points: Annotated[
         int | None,
-        Query(ge=1, le=10_000, description="Downsample for a chart: at most this many buckets"),
+        Query(
+            ge=1,
+            le=10_000,
+            description=(
+                "Downsample for a chart: at most this many buckets of consecutive steps. "
+                "Buckets 64 steps wide or more are built from whole 64- or 4,096-step "
+                "blocks, so their widths vary by up to one block"
+            ),
+        ),
     ] = None,
 ) -> Page[MetricPointRead] | DownsampledRead:
     """A metric's history, in pages; or, with ``max_points``, downsampled for a chart."""
