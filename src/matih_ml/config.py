@@ -136,6 +136,35 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MATIH_WEBHOOK_TIMEOUT_S", "webhook_timeout_s"),
     )
 
+    serving_cache_size: int = Field(
+        default=16,
+        ge=1,
+        validation_alias=AliasChoices("MATIH_SERVING_CACHE_SIZE", "serving_cache_size"),
+    )
+    serving_check_s: float = Field(
+        default=0.25,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_SERVING_CHECK_S", "serving_check_s"),
+    )
+    monitor_window: int = Field(
+        default=2000,
+        ge=10,
+        validation_alias=AliasChoices("MATIH_MONITOR_WINDOW", "monitor_window"),
+    )
+    monitor_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_MONITOR_INTERVAL_S", "monitor_interval_s"),
+    )
+    latency_sla_ms: float = Field(
+        default=50.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_LATENCY_SLA_MS", "latency_sla_ms"),
+    )
+    metrics_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATIH_METRICS_TOKEN", "metrics_token")
+    )
+
     @property
     def database_url(self) -> str:
         """The service tables' database: ``MATIH_DATABASE_URL``, else MLflow's SQL store."""

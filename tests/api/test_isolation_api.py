@@ -54,6 +54,13 @@ CALLS = [
     ("GET", "/api/v1/webhooks/{hook}", None),
     ("DELETE", "/api/v1/webhooks/{hook}", None),
     ("GET", "/api/v1/webhooks/{hook}/deliveries", None),
+    ("POST", "/api/v1/models/churn/predict", {"records": [{"a": 1.0}]}),
+    ("POST", "/api/v1/models/churn/predict:batch", {"records": [{"a": 1.0}]}),
+    ("GET", "/api/v1/models/churn/serving", None),
+    ("PUT", "/api/v1/models/churn/serving", {"mode": "shadow"}),
+    ("GET", "/api/v1/models/churn/serving/summary", None),
+    ("POST", "/api/v1/models/churn/serving/evidence", {"kind": "shadow"}),
+    ("GET", "/api/v1/models/churn/monitoring", None),
 ]
 # Endpoints that name no object of another tenant: they act in the caller's tenant.
 OWN_TENANT_ONLY = {
@@ -138,6 +145,7 @@ def _snapshot(acme, run_id: str) -> dict:
         "gates": ok(acme.viewer.get("/api/v1/models/churn/versions/1/gates")),
         "events": ok(acme.viewer.get("/api/v1/events", params={"limit": 1000})),
         "webhooks": ok(acme.admin.get("/api/v1/webhooks")),
+        "serving": ok(acme.viewer.get("/api/v1/models/churn/serving")),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -52,6 +53,18 @@ def _check_against_catalog(event: dict) -> None:
     DATA[EventType(event["type"])].model_validate(event["data"])
 
 
+def _serve(tenant, version: str) -> None:
+    """Serving's first answer from a version is what publishes MODEL_DEPLOYED."""
+    deadline = time.monotonic() + 5
+    while True:
+        record = {str(i): 0.5 for i in range(4)}
+        body = ok(tenant.viewer.post("/api/v1/models/churn/predict", json={"records": [record]}))
+        if body["version"] == version or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert body["version"] == version
+
+
 def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
     acme, globex, receiver, sk_model
 ) -> None:
@@ -64,9 +77,13 @@ def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
     ok(acme.editor.post(f"/api/v1/runs/{run_id}/end", json={}))
     v1 = _upload(acme.editor, sk_model)
     _to_production(acme, v1)
+    _serve(acme, v1)
     v2 = _upload(acme.editor, sk_model)
     _to_production(acme, v2)
+    _serve(acme, v2)
+    _serve(acme, v2)  # a version that goes on serving is announced once
     ok(acme.editor.post("/api/v1/models/churn/rollback", json={"reason": "v2 misbehaves"}))
+    _serve(acme, v1)
     assert acme.admin.delete(f"/api/v1/models/churn/versions/{v2}").status_code == 204
 
     feed = ok(acme.viewer.get("/api/v1/events", params={"limit": 1000}))["items"]
@@ -113,6 +130,7 @@ def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
     assert moves[-2:] == [(v2, "production", "development"), (v1, "archived", "production")]
     deployed = [e["data"] for e in arrived if e["type"] == "MODEL_DEPLOYED"]
     assert [(d["version"], d["replaced"]) for d in deployed] == [(v1, None), (v2, v1), (v1, v2)]
+    assert {(d["stage"], d["actor"]) for d in deployed} == {("production", "serving")}
     assert arrived[0]["data"]["artifact_uri"].endswith(f"/models/churn/{v1}")
     training = [e for e in receiver.events() if e["subject"] == f"run/{run_id}"]
     assert [e["type"] for e in training] == ["MODEL_TRAINING_STARTED", "MODEL_TRAINING_COMPLETED"]

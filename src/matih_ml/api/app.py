@@ -22,6 +22,7 @@ from matih_ml.api.routes import (
     lifecycle,
     models,
     runs,
+    serving,
     webhooks,
 )
 from matih_ml.config import Settings
@@ -49,9 +50,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         services: Services = app.state.services
         if services.settings.dispatcher:
             services.dispatcher.start()
+        predictor = serving.get_serving_of(app)
+        predictor.start()
         try:
             yield
         finally:
+            await run_in_threadpool(predictor.stop)
             if services.settings.dispatcher:
                 await run_in_threadpool(services.dispatcher.stop)
 
@@ -76,7 +80,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         keys,
         events,
         webhooks,
+        serving,
     ):
         app.include_router(module.router)
+    app.include_router(serving.metrics_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app

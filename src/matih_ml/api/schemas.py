@@ -390,3 +390,73 @@ class DownsampledRead(BaseModel):
     buckets: list[BucketRead]
     first: MetricPointRead | None
     last: MetricPointRead | None
+
+
+# ----------------------------------------------------------------------- serving
+
+
+class PredictionRead(BaseModel):
+    model_id: str
+    version: str
+    target: str = Field(description="What answered: production, staging, @alias or vN")
+    predictions: list[Any]
+    latency_ms: float
+
+
+class ServingConfigWrite(BaseModel):
+    model_config = _Strict
+    mode: Literal["off", "shadow", "ab"]
+    ab_share: float = Field(default=0.0, ge=0, le=1)
+
+
+class ServingConfigRead(BaseModel):
+    model_id: str
+    mode: str
+    ab_share: float
+    updated_by: str
+
+
+class TrafficSummaryRead(BaseModel):
+    mode: str
+    staging_version: str
+    production_version: str | None
+    samples: int
+    agreement: float | None
+    mean_abs_delta: float | None
+    production_mean: float | None
+    staging_mean: float | None
+    production_error_rate: float
+    staging_error_rate: float
+    production_p95_ms: float | None
+    staging_p95_ms: float | None
+
+
+class EvidenceCreate(BaseModel):
+    model_config = _Strict
+    kind: Literal["shadow", "ab"]
+    min_samples: int = Field(default=100, ge=1)
+    min_agreement: float = Field(default=0.95, ge=0, le=1)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_latency_ratio: float = Field(default=2.0, gt=0)
+
+
+class EvidenceRead(BaseModel):
+    summary: TrafficSummaryRead
+    evaluation: EvaluationRead
+    reasons: list[str]
+
+
+class MonitoringRead(BaseModel):
+    model_id: str
+    version: str
+    requests: int
+    window: int
+    error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    sla_ms: float | None
+    features: dict[str, dict[str, float | bool]]
+    prediction_shift: float | None
+    reference: bool = Field(description="Whether a reference profile was stored at registration")
+    alarms: dict[str, bool | None]
+    episodes: dict[str, int]

@@ -30,6 +30,8 @@ class EventType(StrEnum):
     MODEL_STAGE_CHANGED = "MODEL_STAGE_CHANGED"
     MODEL_DEPLOYED = "MODEL_DEPLOYED"
     MODEL_DRIFT_DETECTED = "MODEL_DRIFT_DETECTED"
+    MODEL_LATENCY_ALERT = "MODEL_LATENCY_ALERT"
+    MODEL_ERROR_RATE_ALERT = "MODEL_ERROR_RATE_ALERT"
     MODEL_VERSION_DELETED = "MODEL_VERSION_DELETED"
     APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
     APPROVAL_APPROVED = "APPROVAL_APPROVED"
@@ -95,7 +97,8 @@ class Deployed(_Data):
 
 
 class DriftDetected(_Data):
-    """Monitoring found a model's inputs or outputs drifting (published by monitoring)."""
+    """Monitoring found a served version's inputs (PSI and KS) or predictions (mean
+    shift in reference standard deviations) drifting, once per episode."""
 
     model: str
     version: str
@@ -103,6 +106,18 @@ class DriftDetected(_Data):
     value: float
     threshold: float
     features: list[str] = []
+
+
+class ServingAlert(_Data):
+    """A served version's p95 latency went over its SLA, or its error rate over 1 %
+    (once per episode: again only after it has recovered)."""
+
+    model: str
+    version: str
+    metric: str
+    value: float
+    threshold: float
+    window: int = Field(description="Requests in the window the figure comes from")
 
 
 class VersionDeleted(_Data):
@@ -141,6 +156,8 @@ DATA: dict[EventType, type[_Data]] = {
     EventType.MODEL_STAGE_CHANGED: StageChanged,
     EventType.MODEL_DEPLOYED: Deployed,
     EventType.MODEL_DRIFT_DETECTED: DriftDetected,
+    EventType.MODEL_LATENCY_ALERT: ServingAlert,
+    EventType.MODEL_ERROR_RATE_ALERT: ServingAlert,
     EventType.MODEL_VERSION_DELETED: VersionDeleted,
     EventType.APPROVAL_REQUESTED: ApprovalRequested,
     EventType.APPROVAL_APPROVED: ApprovalDecided,

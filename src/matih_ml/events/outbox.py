@@ -17,14 +17,16 @@ sink that wants it; the dispatcher takes it from there.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,6 +35,8 @@ from matih_ml.events.catalog import SCHEMA_VERSION, EventType, check_data
 from matih_ml.store.db import Database
 from matih_ml.store.lifecycle_store import aware, now
 from matih_ml.store.models import DeliveryRow, EventRow, EventSequenceRow, WebhookRow
+
+log = logging.getLogger(__name__)
 
 KAFKA_SINK = "kafka"
 # The tag that ties an MLflow object (run, version) to the intent that announced it.
@@ -69,6 +73,26 @@ class EventLog:
     def __init__(self, db: Database, *, kafka: bool = False) -> None:
         self._db = db
         self._kafka = kafka
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(tenant_id)`` in this process after each commit that made a
+        tenant's events ready (serving drops its cached resolutions: a client that
+        promotes and then predicts through the same replica sees the new version)."""
+        self._listeners.append(listener)
+
+    def _notify_after_commit(self, s: Session, tenant_id: str) -> None:
+        if not self._listeners:
+            return
+
+        def notify(_: Session) -> None:
+            for listener in self._listeners:
+                try:
+                    listener(tenant_id)
+                except Exception:  # a listener must not fail the commit
+                    log.warning("event listener failed", exc_info=True)
+
+        sa_event.listen(s, "after_commit", notify, once=True)
 
     # ------------------------------------------------------------------ writes
 
@@ -171,6 +195,7 @@ class EventLog:
             s.execute(delete(EventRow).where(EventRow.id == event_id, EventRow.state == "intent"))
 
     def _make_ready(self, s: Session, row: EventRow) -> None:
+        self._notify_after_commit(s, row.tenant_id)
         row.sequence = self._next_sequence(s, row.tenant_id)
         row.state = "ready"
         when = now()

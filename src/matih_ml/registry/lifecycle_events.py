@@ -26,7 +26,8 @@ def stage_changed(
     evidence: dict[str, Any],
     replaced: str | None = None,
 ) -> None:
-    """``MODEL_STAGE_CHANGED``, and ``MODEL_DEPLOYED`` when the version enters production."""
+    """``MODEL_STAGE_CHANGED``. (``MODEL_DEPLOYED`` comes from serving, when the version
+    answers its first request: :mod:`matih_ml.serving.service`.)"""
     events.emit(
         s,
         tenant_id,
@@ -43,17 +44,3 @@ def stage_changed(
             "evidence": evidence,
         },
     )
-    if to_stage is Stage.PRODUCTION:
-        events.emit(
-            s,
-            tenant_id,
-            EventType.MODEL_DEPLOYED,
-            name,
-            {
-                "model": name,
-                "version": number,
-                "stage": to_stage.value,
-                "actor": actor,
-                "replaced": replaced,
-            },
-        )

@@ -27,6 +27,7 @@ from matih_ml import validation
 from matih_ml.errors import ConflictError, ValidationError
 from matih_ml.events.outbox import TAG_EVENT_INTENT
 from matih_ml.mlflow_errors import translated
+from matih_ml.monitoring.reference import write_reference_profile
 from matih_ml.registry import frameworks, queries
 from matih_ml.registry.metadata import (
     REGISTRATION_PENDING,
@@ -397,6 +398,7 @@ class Registrar:
                 requirements=requirements,
             )
             (local_model / "model_card.md").write_text(card)
+            write_reference_profile(local_model)
             if not (local_model / "requirements.txt").exists():
                 (local_model / "requirements.txt").write_text("\n".join(requirements) + "\n")
             with translated(f"artifacts of {name!r} v{mv.version}"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
@@ -310,6 +311,24 @@ class RegistryService:
                 return {}
             with translated(f"run {mv.run_id!r}"):
                 return dict(self._client.get_run(mv.run_id).data.metrics)
+
+    def download_version(
+        self, tenant_id: str, model_id: str, version: str | int, dest: Path
+    ) -> Path:
+        """Copy a version's files (the registry's own copy) into the folder ``dest``.
+
+        Raises:
+            NotFoundError: If the model or the version does not exist in this tenant.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        with self._tenants.scope(tenant_id):
+            mv = self._get_version(name, number)
+            uri = (mv.tags or {}).get(TAG_ARTIFACT_URI) or mv.source
+            dest.mkdir(parents=True, exist_ok=True)
+            with translated(f"artifacts of {name!r} v{number}"):
+                get_artifact_repository(uri).download_artifacts("", str(dest))
+        return dest
 
     def prediction_check(
         self, tenant_id: str, model_id: str, version: str, *, require_example: bool

@@ -26,6 +26,21 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def insert_if_missing(session: Session, row_cls: type, values: dict[str, Any]) -> bool:
+    """Insert a row unless its primary key exists; True when this call inserted it.
+
+    ``SELECT ... FOR UPDATE`` cannot lock a row that does not exist yet, so two
+    transactions that both find it missing would both insert: this is the first step,
+    the lock the second.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # RETURNING rather than rowcount: on PostgreSQL every racer saw a truthy rowcount here.
+    key = next(iter(row_cls.__table__.primary_key.columns))
+    stmt = insert(row_cls).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(stmt).first() is not None
+
+
 def aware(when: datetime | None) -> datetime | None:
     """A stored time with its zone (SQLite drops it; all stored times are UTC)."""
     if when is None or when.tzinfo is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -226,3 +226,69 @@ class DeliveryRow(Base):
         Index("ix_matih_deliveries_order", "sink", "order_key", "state", "sequence"),
         Index("ix_matih_deliveries_event", "event_id"),
     )
+
+
+class ServingConfigRow(Base):
+    """How a model's traffic is split: off, shadow (staging scores a copy) or A/B."""
+
+    __tablename__ = "matih_serving_configs"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8), nullable=False)
+    ab_share: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    updated_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ServingSampleRow(Base):
+    """One shadow pair or one A/B outcome: the evidence the production gate can read."""
+
+    __tablename__ = "matih_serving_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    mode: Mapped[str] = mapped_column(String(8), nullable=False)
+    production_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    staging_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # shadow: both sides; A/B: only the arm that answered ("production" or "staging").
+    arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    prediction_a: Mapped[object | None] = mapped_column(JSON, nullable=True)
+    prediction_b: Mapped[object | None] = mapped_column(JSON, nullable=True)
+    latency_a_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_b_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error_a: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    error_b: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_matih_serving_samples_model", "tenant_id", "model_name", "staging_version"),
+    )
+
+
+class ServingStateRow(Base):
+    """The version last seen serving a model's target, so a switch is announced once."""
+
+    __tablename__ = "matih_serving_state"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    target: Mapped[str] = mapped_column(String(80), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class MonitorEpisodeRow(Base):
+    """Whether a check is in alarm for a served version: an alert fires once per episode."""
+
+    __tablename__ = "matih_monitor_episodes"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check: Mapped[str] = mapped_column(String(32), primary_key=True)
+    open: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    episodes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

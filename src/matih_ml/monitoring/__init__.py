@@ -1,0 +1,1 @@
+"""Model monitoring: reference profiles, live samples, drift and alert checks."""

@@ -1,0 +1,1 @@
+"""Serving registered versions by stage, alias or number: ``serving.service``."""

@@ -1,0 +1,87 @@
+"""Loaded versions, bounded and least-recently-used first out.
+
+A version's files are downloaded once per process into the data folder, and loaded at
+most once at a time: concurrent first requests for one version wait for one load
+instead of each downloading it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from matih_ml.serving.loaded import LoadedModel
+
+Key = tuple[str, str, str]  # tenant, model, version
+
+
+class ModelCache:
+    """At most ``size`` loaded versions.
+
+    Args:
+        size: How many versions stay loaded.
+        root: Where downloaded files are kept.
+        download: Copies a version's files into a folder.
+    """
+
+    def __init__(
+        self, size: int, root: Path, download: Callable[[str, str, str, Path], Path]
+    ) -> None:
+        self._size = size
+        self._root = root
+        self._download = download
+        self._lock = threading.Lock()
+        self._models: OrderedDict[Key, LoadedModel] = OrderedDict()
+        self._loading: dict[Key, threading.Lock] = {}
+        self.loads = 0
+
+    def get(self, tenant_id: str, model: str, version: str) -> LoadedModel:
+        """The loaded version, loading it if needed."""
+        key = (tenant_id, model, version)
+        with self._lock:
+            found = self._models.get(key)
+            if found is not None:
+                self._models.move_to_end(key)
+                return found
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                found = self._models.get(key)
+            if found is None:
+                found = LoadedModel.load(tenant_id, model, version, self._files(key))
+                with self._lock:
+                    self.loads += 1
+                    self._models[key] = found
+                    while len(self._models) > self._size:
+                        self._models.popitem(last=False)
+            with self._lock:
+                self._loading.pop(key, None)
+            return found
+
+    def cached(self) -> list[Key]:
+        """What is loaded, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def _files(self, key: Key) -> Path:
+        folder = self._root.joinpath(*key)
+        if (folder / "MLmodel").exists():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Download beside the final folder and rename: a process killed mid-download
+        # leaves no folder that looks complete.
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        try:
+            self._download(*key, partial)
+            try:
+                partial.rename(folder)
+            except OSError:  # another process finished first
+                shutil.rmtree(partial, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return folder

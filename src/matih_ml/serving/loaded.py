@@ -1,0 +1,177 @@
+"""A registered version loaded for serving: its pyfunc, its input schema, its profile.
+
+Requests are checked against the signature here, before the model sees them, so that a
+bad field is a 422 that names it rather than whatever the framework raises. An sklearn
+model is called directly with a DataFrame in the signature's column order: MLflow's
+pyfunc wrapper re-checks the schema per call, which costs more than the model does on
+one row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.models import Model
+from mlflow.pyfunc import PyFuncModel
+from mlflow.pyfunc import load_model as load_pyfunc
+
+from matih_ml.errors import ValidationError
+
+PROFILE_FILE = "matih_reference_profile.json"
+
+_NUMERIC = {"double", "float", "long", "integer"}
+_KINDS = {
+    "double": (int, float),
+    "float": (int, float),
+    "long": (int,),
+    "integer": (int,),
+    "boolean": (bool,),
+    "string": (str,),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One input column of a signature."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass
+class LoadedModel:
+    """One version, ready to predict."""
+
+    tenant_id: str
+    model: str
+    version: str
+    pyfunc: PyFuncModel
+    columns: list[Column] = field(default_factory=list)
+    tensor_input: bool = False
+    profile: dict[str, Any] | None = None
+    sla_ms: float | None = None
+    _native: Any = None
+
+    @classmethod
+    def load(cls, tenant_id: str, model: str, version: str, local: Path) -> LoadedModel:
+        """Load a version from its downloaded files."""
+        pyfunc = load_pyfunc(str(local))
+        meta = Model.load(str(local))
+        columns: list[Column] = []
+        tensor = False
+        schema = meta.get_input_schema()
+        if schema is not None:
+            if schema.is_tensor_spec():
+                tensor = True
+            else:
+                for i, spec in enumerate(schema.inputs):
+                    name = spec.name if spec.name is not None else str(i)
+                    kind = getattr(spec.type, "name", str(spec.type))
+                    columns.append(Column(name, kind, bool(spec.required)))
+        profile_file = local / PROFILE_FILE
+        profile = json.loads(profile_file.read_text()) if profile_file.exists() else None
+        native = None
+        if "sklearn" in meta.flavors and columns:
+            native = pyfunc.get_raw_model()
+        return cls(tenant_id, model, version, pyfunc, columns, tensor, profile, None, native)
+
+    # ---------------------------------------------------------------- input
+
+    def frame(self, records: list[Any]) -> pd.DataFrame:
+        """Check records against the signature and build the model's input.
+
+        Raises:
+            ValidationError: Naming the first bad record and field.
+        """
+        if not isinstance(records, list) or not records:
+            raise ValidationError(
+                "records must be a non-empty list of objects.", details={"field": "records"}
+            )
+        if not self.columns:
+            if not all(isinstance(r, dict) for r in records):
+                raise ValidationError("records must be objects.", details={"field": "records"})
+            return pd.DataFrame.from_records(records)
+        data: dict[str, list[Any]] = {c.name: [] for c in self.columns}
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise ValidationError(
+                    f"records[{i}] must be an object.", details={"field": f"records[{i}]"}
+                )
+            for c in self.columns:
+                value = record.get(c.name)
+                if value is None:
+                    if c.required:
+                        raise ValidationError(
+                            f"records[{i}] lacks the field {c.name!r} ({c.type}).",
+                            details={"field": f"records[{i}].{c.name}"},
+                        )
+                elif not _fits(value, c.type):
+                    raise ValidationError(
+                        f"records[{i}].{c.name} must be {c.type}, got {type(value).__name__}.",
+                        details={"field": f"records[{i}].{c.name}"},
+                    )
+                data[c.name].append(value)
+        return pd.DataFrame(data)
+
+    def tensor(self, inputs: Any) -> np.ndarray:
+        """Tensor-signature input (PyTorch, ONNX) as a float32 array.
+
+        Raises:
+            ValidationError: If the array is ragged or not numeric.
+        """
+        try:
+            array = np.asarray(inputs, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"inputs must be a numeric array: {exc}", details={"field": "inputs"}
+            ) from None
+        if array.ndim == 0 or not np.isfinite(array).all():
+            raise ValidationError(
+                "inputs must be a finite numeric array.", details={"field": "inputs"}
+            )
+        return array
+
+    # --------------------------------------------------------------- predict
+
+    def predict(self, data: pd.DataFrame | np.ndarray) -> list[Any]:
+        """Score checked input; predictions as JSON-ready values, one per row."""
+        if self._native is not None and isinstance(data, pd.DataFrame):
+            out = self._native.predict(data[[c.name for c in self.columns]])
+        else:
+            out = self.pyfunc.predict(data)
+        return to_json(out)
+
+
+def _fits(value: Any, kind: str) -> bool:
+    accepted = _KINDS.get(kind)
+    if accepted is None:
+        return True
+    if kind in _NUMERIC:
+        return (
+            type(value) is not bool
+            and isinstance(value, accepted)
+            and (not isinstance(value, float) or math.isfinite(value))
+        )
+    return isinstance(value, accepted)
+
+
+def to_json(out: Any) -> list[Any]:
+    """A model's output as plain JSON values, one per input row."""
+    if isinstance(out, pd.DataFrame):
+        if out.shape[1] == 1:
+            return out.iloc[:, 0].tolist()
+        return out.to_numpy().tolist()
+    if isinstance(out, pd.Series):
+        return out.tolist()
+    if isinstance(out, np.ndarray):
+        return out.tolist()
+    if isinstance(out, dict):
+        return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
+    return list(out)

@@ -1,0 +1,158 @@
+"""Which version a request gets: by stage, alias or number, re-checked cheaply.
+
+A resolution is cached per tenant, model and target. Every stage move, rollback and
+deletion takes the tenant's next event sequence number in its own transaction
+(:mod:`matih_ml.events.outbox`), so one primary-key read of that number, at most every
+``check_s`` seconds per tenant, tells whether any cached resolution may be stale. A
+promotion is therefore served within ``check_s`` (0.25 s by default) plus one load, on
+every replica, with no restart and no reload per request. In the replica that made the
+change, the event log's commit hook drops the tenant's resolutions at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from sqlalchemy import select
+
+from matih_ml import validation
+from matih_ml.errors import NotFoundError, ValidationError
+from matih_ml.mlflow_errors import translated
+from matih_ml.registry.metadata import Stage
+from matih_ml.registry.service import RegistryService
+from matih_ml.store import lifecycle_store
+from matih_ml.store.db import Database
+from matih_ml.store.models import EventSequenceRow
+from matih_ml.tenancy import TenantDirectory
+
+_STAGES = {Stage.PRODUCTION.value, Stage.STAGING.value}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request asks for: a stage (default production), an alias or a version."""
+
+    kind: str  # "stage", "alias" or "version"
+    value: str
+
+    @property
+    def label(self) -> str:
+        """``production``, ``@champion`` or ``v3``."""
+        return {"stage": self.value, "alias": f"@{self.value}", "version": f"v{self.value}"}[
+            self.kind
+        ]
+
+    @classmethod
+    def parse(
+        cls, stage: str | None = None, alias: str | None = None, version: str | None = None
+    ) -> Target:
+        """At most one of the three; none means production.
+
+        Raises:
+            ValidationError: For two at once, or an unknown stage.
+        """
+        given = [(k, v) for k, v in (("stage", stage), ("alias", alias), ("version", version)) if v]
+        if len(given) > 1:
+            raise ValidationError(
+                "Give at most one of stage, alias and version.", details={"field": given[1][0]}
+            )
+        if not given:
+            return cls("stage", Stage.PRODUCTION.value)
+        kind, value = given[0]
+        if kind == "stage" and value not in _STAGES:
+            raise ValidationError(
+                f"stage must be production or staging, got {value!r}.", details={"field": "stage"}
+            )
+        if kind == "version":
+            value = validation.version(value)
+        if kind == "alias":
+            value = validation.key(value, "alias")
+        return cls(kind, value)
+
+
+PRODUCTION = Target("stage", Stage.PRODUCTION.value)
+STAGING = Target("stage", Stage.STAGING.value)
+
+
+class VersionResolver:
+    """Resolves targets to version numbers, with the cheap staleness check above."""
+
+    def __init__(
+        self,
+        registry: RegistryService,
+        tenants: TenantDirectory,
+        client: MlflowClient,
+        db: Database,
+        check_s: float,
+    ) -> None:
+        self._registry = registry
+        self._tenants = tenants
+        self._client = client
+        self._db = db
+        self._check_s = check_s
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}  # tenant -> (checked at, sequence)
+        self._cache: dict[tuple[str, str, Target], str | None] = {}
+
+    def resolve(self, tenant_id: str, model: str, target: Target) -> str | None:
+        """The version ``target`` names now, or None (no version in that stage).
+
+        Raises:
+            NotFoundError: For a model, alias or version this tenant does not have.
+        """
+        self._refresh(tenant_id)
+        key = (tenant_id, model, target)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        version = self._lookup(tenant_id, model, target)
+        with self._lock:
+            self._cache[key] = version
+        return version
+
+    def invalidate(self, tenant_id: str) -> None:
+        """Forget a tenant's resolutions now (this process just changed its lifecycle)."""
+        with self._lock:
+            self._seen.pop(tenant_id, None)
+            for key in [k for k in self._cache if k[0] == tenant_id]:
+                del self._cache[key]
+
+    def _refresh(self, tenant_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(tenant_id)
+            if seen is not None and now - seen[0] < self._check_s:
+                return
+        with self._db.uow() as s:
+            sequence = s.scalar(
+                select(EventSequenceRow.last).where(EventSequenceRow.tenant_id == tenant_id)
+            )
+        sequence = int(sequence or 0)
+        with self._lock:
+            if seen is None or seen[1] != sequence:
+                for key in [k for k in self._cache if k[0] == tenant_id]:
+                    del self._cache[key]
+            self._seen[tenant_id] = (now, sequence)
+
+    def _lookup(self, tenant_id: str, model: str, target: Target) -> str | None:
+        if target.kind == "version":
+            return self._registry.get_version(tenant_id, model, target.value).version
+        self._registry.require_model(tenant_id, model)
+        if target.kind == "alias":
+            with self._tenants.scope(tenant_id), translated(f"alias {target.value!r}"):
+                return str(self._client.get_model_version_by_alias(model, target.value).version)
+        with self._db.uow() as s:
+            stages = lifecycle_store.stages(s, tenant_id, model)
+        holders = [v for v, stage in stages.items() if stage == target.value]
+        return str(max(holders)) if holders else None
+
+
+def no_version(model: str, target: Target) -> NotFoundError:
+    """The error for a target with no version (e.g. nothing in production yet)."""
+    return NotFoundError(
+        f"Model {model!r} has no version in {target.label}.",
+        details={"model_id": model, "target": target.label},
+    )
