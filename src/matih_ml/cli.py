@@ -100,6 +100,41 @@ def serve(
     uvicorn.run(create_app(services=services), host=host, port=port, log_level="info")
 
 
+@app.command("serve-models")
+@handles_errors
+def serve_models(
+    ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (required).")] = False,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    replicas: Annotated[int, typer.Option(min=1, help="Replicas of the API.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the API and its models on Ray Serve (RAY_ADDRESS's cluster, else a local Ray)."""
+    if not ray:
+        stderr.print(
+            "[red]error[/red]: --ray is required; `matih-ml serve` is the plain HTTP server."
+        )
+        raise typer.Exit(2)
+    try:
+        from matih_ml.serving import ray_app
+    except ImportError as exc:
+        from matih_ml.errors import UnavailableError
+
+        raise UnavailableError(f"Ray Serve is missing ({exc}): install matih-ml[ray].") from None
+
+    # Built once here: migrations run once rather than racing in every replica, and a bad
+    # configuration fails now rather than after Ray's slow start.
+    load_services()
+    with stderr.status("Starting Ray Serve..."):
+        url = ray_app.run(host, port, replicas, blocking=False)
+    ready = {"url": url, "ray_address": ray_app.ray_address()}
+    if as_json:
+        typer.echo(json.dumps(ready))
+    else:
+        stderr.print(f"Serving on {url} (Ray at {ready['ray_address']}); Ctrl-C stops it.")
+    ray_app.serve_until_signalled()
+
+
 def _recover(services: Services) -> None:
     """Remove what a killed process left half-done (older than the grace period)."""
     try:

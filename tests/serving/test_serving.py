@@ -370,3 +370,15 @@ def test_metrics_need_the_scrape_token_not_a_tenant_key(acme, services) -> None:
             assert scraped.status_code == 200 and "matih_predictions" in scraped.text
     finally:
         server.stop()
+
+
+def test_a_model_without_a_signature_takes_an_array(acme, saved_sklearn_model, sk_model, xy):
+    # The README's tour: a model saved with no signature, predicted with "inputs".
+    v1 = _register(acme, "nosig", saved_sklearn_model)
+    ok(acme.admin.put("/api/v1/models/nosig/policy", json=OPEN_POLICY))
+    _to_production(acme, "nosig", v1)
+    x = xy[0][:5]
+    got = ok(acme.viewer.post("/api/v1/models/nosig/predict", json={"inputs": x.tolist()}))
+    assert got["predictions"] == sk_model.predict(x.astype(np.float32)).tolist()
+    error(acme.viewer.post("/api/v1/models/nosig/predict", json={"inputs": [[1, "x"]]}), 422)
+    error(acme.viewer.post("/api/v1/models/nosig/predict", json={"inputs": [[1, None]]}), 422)
