@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_history.py
 	$(PY) benchmarks/bench_registry.py
+	$(PY) benchmarks/bench_serving.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache
