@@ -127,6 +127,8 @@ def test_production_serves_and_promotion_and_rollback_switch_within_a_second(
     expected = mlflow.sklearn.load_model(str(models["v1"])).predict(x).tolist()
     assert (got["version"], got["target"], got["predictions"]) == (v1, "production", expected)
     loads = _serving(api).cache.loads
+    # An all-numeric sklearn signature is scored from a float array (the fast path).
+    assert _serving(api).cache.get(acme.tenant_id, "churn", v1)._fast is not None
 
     v2 = _register(acme, "churn", models["v2"])
     _to_production(acme, "churn", v2)

@@ -62,6 +62,15 @@ class ModelCache:
                 self._loading.pop(key, None)
             return found
 
+    def peek(self, tenant_id: str, model: str, version: str) -> LoadedModel | None:
+        """The loaded version if it is loaded (never loads)."""
+        key = (tenant_id, model, version)
+        with self._lock:
+            found = self._models.get(key)
+            if found is not None:
+                self._models.move_to_end(key)
+            return found
+
     def cached(self) -> list[Key]:
         """What is loaded, least recently used first."""
         with self._lock:

@@ -9,8 +9,10 @@ one row.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ class LoadedModel:
     profile: dict[str, Any] | None = None
     sla_ms: float | None = None
     _native: Any = None
+    _fast: Any = None
 
     @classmethod
     def load(cls, tenant_id: str, model: str, version: str, local: Path) -> LoadedModel:
@@ -80,12 +83,15 @@ class LoadedModel:
         native = None
         if "sklearn" in meta.flavors and columns:
             native = pyfunc.get_raw_model()
-        return cls(tenant_id, model, version, pyfunc, columns, tensor, profile, None, native)
+        loaded = cls(tenant_id, model, version, pyfunc, columns, tensor, profile, None, native)
+        loaded._fast = _array_estimator(native, columns, meta, local)
+        return loaded
 
     # ---------------------------------------------------------------- input
 
-    def frame(self, records: list[Any]) -> pd.DataFrame:
-        """Check records against the signature and build the model's input.
+    def frame(self, records: list[Any]) -> pd.DataFrame | np.ndarray:
+        """Check records against the signature and build the model's input: a float
+        array on the fast path, else a DataFrame.
 
         Raises:
             ValidationError: Naming the first bad record and field.
@@ -98,15 +104,18 @@ class LoadedModel:
             if not all(isinstance(r, dict) for r in records):
                 raise ValidationError("records must be objects.", details={"field": "records"})
             return pd.DataFrame.from_records(records)
-        data: dict[str, list[Any]] = {c.name: [] for c in self.columns}
+        columns = self.columns
+        rows: list[list[Any]] = []
+        missing = False
         for i, record in enumerate(records):
             if not isinstance(record, dict):
                 raise ValidationError(
                     f"records[{i}] must be an object.", details={"field": f"records[{i}]"}
                 )
-            for c in self.columns:
-                value = record.get(c.name)
+            row = [record.get(c.name) for c in columns]
+            for c, value in zip(columns, row, strict=True):
                 if value is None:
+                    missing = True
                     if c.required:
                         raise ValidationError(
                             f"records[{i}] lacks the field {c.name!r} ({c.type}).",
@@ -117,8 +126,10 @@ class LoadedModel:
                         f"records[{i}].{c.name} must be {c.type}, got {type(value).__name__}.",
                         details={"field": f"records[{i}].{c.name}"},
                     )
-                data[c.name].append(value)
-        return pd.DataFrame(data)
+            rows.append(row)
+        if self._fast is not None and not missing:
+            return np.array(rows, dtype=np.float64)
+        return pd.DataFrame(rows, columns=[c.name for c in columns])
 
     def tensor(self, inputs: Any) -> np.ndarray:
         """Tensor-signature input (PyTorch, ONNX) as a float32 array.
@@ -141,12 +152,42 @@ class LoadedModel:
     # --------------------------------------------------------------- predict
 
     def predict(self, data: pd.DataFrame | np.ndarray) -> list[Any]:
-        """Score checked input; predictions as JSON-ready values, one per row."""
-        if self._native is not None and isinstance(data, pd.DataFrame):
-            out = self._native.predict(data[[c.name for c in self.columns]])
+        """Score checked input (what :meth:`frame` or :meth:`tensor` built); predictions
+        as JSON-ready values, one per row."""
+        if self._fast is not None and isinstance(data, np.ndarray) and data.dtype == np.float64:
+            out = self._fast.predict(data)
+        elif self._native is not None and isinstance(data, pd.DataFrame):
+            out = self._native.predict(data)
         else:
             out = self.pyfunc.predict(data)
         return to_json(out)
+
+
+def _array_estimator(native: Any, columns: list[Column], meta: Model, local: Path) -> Any:
+    """A copy of an sklearn estimator that takes a float array, or None where unsafe."""
+    if native is None or not all(c.type in _NUMERIC for c in columns):
+        return None
+    names = [c.name for c in columns]
+    # Only a plain attribute can be dropped from a shallow copy; a Pipeline derives its
+    # names from its first step, which the copy would share.
+    seen = native.__dict__.get("feature_names_in_")
+    if seen is None or list(seen) != names:
+        return None
+    fast = copy.copy(native)
+    del fast.feature_names_in_
+    try:
+        example = meta.load_input_example(str(local))
+        if not isinstance(example, pd.DataFrame) or list(example.columns) != names:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            same = np.array_equal(
+                np.asarray(native.predict(example)),
+                np.asarray(fast.predict(example.to_numpy(dtype=np.float64))),
+            )
+    except Exception:  # noqa: BLE001 - any doubt keeps the DataFrame path
+        return None
+    return fast if same else None
 
 
 def _fits(value: Any, kind: str) -> bool:

@@ -31,6 +31,10 @@ from matih_ml.tenancy import TenantDirectory
 _STAGES = {Stage.PRODUCTION.value, Stage.STAGING.value}
 
 
+class WouldBlock(Exception):
+    """A non-blocking call would have to read the database or load a model."""
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request asks for: a stage (default production), an alias or a version."""
@@ -97,14 +101,28 @@ class VersionResolver:
         self._seen: dict[str, tuple[float, int]] = {}  # tenant -> (checked at, sequence)
         self._cache: dict[tuple[str, str, Target], str | None] = {}
 
-    def resolve(self, tenant_id: str, model: str, target: Target) -> str | None:
+    def resolve(
+        self, tenant_id: str, model: str, target: Target, *, blocking: bool = True
+    ) -> str | None:
         """The version ``target`` names now, or None (no version in that stage).
+
+        Args:
+            blocking: False to answer only from a fresh cache, raising
+                :class:`WouldBlock` where the database would be read.
 
         Raises:
             NotFoundError: For a model, alias or version this tenant does not have.
         """
-        self._refresh(tenant_id)
         key = (tenant_id, model, target)
+        if not blocking:
+            with self._lock:
+                seen = self._seen.get(tenant_id)
+                if seen is None or time.monotonic() - seen[0] >= self._check_s:
+                    raise WouldBlock
+                if key not in self._cache:
+                    raise WouldBlock
+                return self._cache[key]
+        self._refresh(tenant_id)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]

@@ -25,7 +25,14 @@ from matih_ml.monitoring.prom import ServingMetrics
 from matih_ml.registry.reviews import ReviewService
 from matih_ml.serving.cache import ModelCache
 from matih_ml.serving.loaded import LoadedModel
-from matih_ml.serving.resolver import PRODUCTION, STAGING, Target, VersionResolver, no_version
+from matih_ml.serving.resolver import (
+    PRODUCTION,
+    STAGING,
+    Target,
+    VersionResolver,
+    WouldBlock,
+    no_version,
+)
 from matih_ml.serving.traffic import TrafficStore, TrafficSummary
 from matih_ml.store import lifecycle_store as store
 from matih_ml.store.models import ServingSampleRow, ServingStateRow
@@ -104,12 +111,24 @@ class PredictionService:
     # ------------------------------------------------------------------ predict
 
     def predict(
-        self, tenant_id: str, model: str, payload: dict[str, Any], target: Target | None = None
+        self,
+        tenant_id: str,
+        model: str,
+        payload: dict[str, Any],
+        target: Target | None = None,
+        *,
+        blocking: bool = True,
     ) -> Prediction:
         """Score ``payload`` (``records``: a list of objects, or ``inputs``: an array).
 
         Without a target, production answers, unless A/B mode sends this request to
         staging; in shadow mode staging also scores it, after the answer.
+
+        Args:
+            blocking: False to score only from what is cached and fresh (the API does
+                this on its event loop for small requests), raising
+                :class:`~matih_ml.serving.resolver.WouldBlock` before any database
+                read or model load.
 
         Raises:
             ValidationError: Input that does not match the signature (names the field).
@@ -117,20 +136,30 @@ class PredictionService:
             PredictionFailedError: The model raised on valid input.
         """
         chosen = target or PRODUCTION
-        version = self.resolver.resolve(tenant_id, model, chosen)
+        version = self.resolver.resolve(tenant_id, model, chosen, blocking=blocking)
         if version is None:
             raise no_version(model, chosen)
-        mode = self.traffic.config(tenant_id, model) if target is None else None
+        mode = self.traffic.config(tenant_id, model, blocking=blocking) if target is None else None
         staging = None
         if mode is not None and mode.mode != "off":
-            staging = self.resolver.resolve(tenant_id, model, STAGING)
+            staging = self.resolver.resolve(tenant_id, model, STAGING, blocking=blocking)
         arm = "production"
         routed = mode is not None and mode.mode == "ab" and staging is not None
         if routed and self._rng.random() < mode.ab_share:  # type: ignore[union-attr]
             arm, version, chosen = "staging", staging, STAGING
-        loaded = self._loaded(tenant_id, model, version)
-        if chosen == PRODUCTION:
-            self._announce(tenant_id, model, chosen, version)
+        if blocking:
+            loaded = self._loaded(tenant_id, model, version)
+            if chosen == PRODUCTION:
+                self._announce(tenant_id, model, chosen, version)
+        else:
+            ready = self.cache.peek(tenant_id, model, version)
+            announced = (
+                chosen != PRODUCTION
+                or self._announced.get((tenant_id, model, chosen.label)) == version
+            )
+            if ready is None or ready.sla_ms is None or not announced:
+                raise WouldBlock
+            loaded = ready
         data, records = self._input(loaded, payload)
         started = time.perf_counter()
         try:
@@ -150,7 +179,7 @@ class PredictionService:
         if mode is not None and staging is not None:
             if mode.mode == "shadow" and staging != version:
                 self._pool.submit(
-                    self._shadow, tenant_id, model, version, staging, data, predictions, elapsed
+                    self._shadow, tenant_id, model, version, staging, payload, predictions, elapsed
                 )
             elif mode.mode == "ab":
                 self._sample(
@@ -208,7 +237,7 @@ class PredictionService:
         model: str,
         production: str,
         staging: str,
-        data: Any,
+        payload: dict[str, Any],
         answered: list[Any],
         answered_s: float,
     ) -> None:
@@ -217,8 +246,9 @@ class PredictionService:
         started = time.perf_counter()
         try:
             candidate = self._loaded(tenant_id, model, staging)
+            # Staging builds its own input: its signature's columns may differ.
             started = time.perf_counter()  # the first call's load is not the model's latency
-            predictions = candidate.predict(data)
+            predictions = candidate.predict(self._input(candidate, payload)[0])
         except Exception:  # noqa: BLE001 - a failing candidate is what shadow is for
             error = True
         elapsed = time.perf_counter() - started

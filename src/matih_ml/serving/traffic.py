@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 
 from matih_ml.errors import ValidationError
 from matih_ml.monitoring.stats import quantile
+from matih_ml.serving.resolver import WouldBlock
 from matih_ml.store import lifecycle_store as store
 from matih_ml.store.db import Database
 from matih_ml.store.models import ServingConfigRow, ServingSampleRow
@@ -72,14 +73,20 @@ class TrafficStore:
         self._configs: dict[tuple[str, str], tuple[float, TrafficConfig]] = {}
         self._written = 0
 
-    def config(self, tenant_id: str, model: str) -> TrafficConfig:
-        """A model's mode, cached for ``ttl_s`` (every replica sees a change that soon)."""
+    def config(self, tenant_id: str, model: str, *, blocking: bool = True) -> TrafficConfig:
+        """A model's mode, cached for ``ttl_s`` (every replica sees a change that soon).
+
+        Raises:
+            WouldBlock: When not ``blocking`` and the cached mode is stale.
+        """
         key = (tenant_id, model)
         now = time.monotonic()
         with self._lock:
             hit = self._configs.get(key)
             if hit is not None and now - hit[0] < self._ttl_s:
                 return hit[1]
+        if not blocking:
+            raise WouldBlock
         with self._db.uow() as s:
             row = s.get(ServingConfigRow, key)
             cfg = TrafficConfig(row.mode, row.ab_share, row.updated_by) if row else TrafficConfig()

@@ -25,8 +25,8 @@ from matih_ml.api.schemas import (
     TrafficSummaryRead,
 )
 from matih_ml.errors import PayloadTooLargeError, UnauthenticatedError, ValidationError
-from matih_ml.serving.resolver import Target
-from matih_ml.serving.service import EvidenceCriteria, PredictionService
+from matih_ml.serving.resolver import Target, WouldBlock
+from matih_ml.serving.service import EvidenceCriteria, Prediction, PredictionService
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"], responses=ERRORS)
 metrics_router = APIRouter(tags=["health"])
@@ -35,6 +35,8 @@ metrics_router = APIRouter(tags=["health"])
 MAX_RECORDS = 1_000
 MAX_BATCH_RECORDS = 100_000
 _CHUNK = 10_000
+# Bodies up to this size (a few dozen records) may be scored on the event loop.
+_ON_LOOP_BYTES = 4096
 
 
 _create_lock = threading.Lock()
@@ -51,7 +53,7 @@ def get_serving_of(app: Any) -> PredictionService:
     return found
 
 
-def get_serving(request: Request) -> PredictionService:
+async def get_serving(request: Request) -> PredictionService:
     """The app's PredictionService."""
     return get_serving_of(request.app)
 
@@ -108,16 +110,29 @@ async def predict(
     stage: StageQ = None,
     alias: AliasQ = None,
     version: VersionQ = None,
-) -> PredictionRead:
+) -> Response:
     """Score up to 1,000 records with the production version, or the one asked for."""
     raw = await request.body()
     target = Target.parse(stage, alias, version) if (stage or alias or version) else None
+    if len(raw) <= _ON_LOOP_BYTES:
+        # A small request whose version is loaded and fresh is scored right here: a
+        # thread-pool hop costs more than scoring a few rows. Anything that would read
+        # the database or load a model raises WouldBlock and goes to the pool.
+        body = _body(raw, MAX_RECORDS)
+        try:
+            return _answer(serving.predict(who.tenant_id, model_id, body, target, blocking=False))
+        except WouldBlock:
+            pass
 
-    def run() -> PredictionRead:
-        p = serving.predict(who.tenant_id, model_id, _body(raw, MAX_RECORDS), target)
-        return PredictionRead(**asdict(p))
+    def run() -> Response:
+        return _answer(serving.predict(who.tenant_id, model_id, _body(raw, MAX_RECORDS), target))
 
     return await run_in_threadpool(run)
+
+
+def _answer(p: Prediction) -> Response:
+    # Serialised once, here: returning the model would have FastAPI validate it again.
+    return Response(json.dumps(asdict(p)), media_type="application/json")
 
 
 @router.post("/{model_id}/predict:batch", response_model=PredictionRead, openapi_extra=_BODY)
