@@ -49,6 +49,11 @@ def translate(exc: MlflowException, what: str = "", *, bad_input: bool = False) 
         return ValidationError(message, details=details)
     if bad_input and code == "INTERNAL_ERROR":
         return ValidationError(f"The request is not valid: {message}", details=details)
+    # MLflow wraps the driver's error: name the dependency that is down when it says.
+    cause = exc.__cause__ or exc.__context__
+    down = unavailable(cause) if cause is not None else None
+    if down is not None:
+        return down
     if code in _UNAVAILABLE:
         return UnavailableError(message, details=details)
     return UnavailableError(f"The MLflow backend failed: {message}", details=details)

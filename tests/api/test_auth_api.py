@@ -189,3 +189,23 @@ def test_tokens_are_refused_where_no_jwt_key_is_configured(api, services) -> Non
     tenant = services.tenants.create_tenant(new_tenant_id("jwt")).tenant_id
     token = _token(SECRET, "HS256", tenant, ["admin"])
     error(httpx.get(f"{api.url}/api/v1/models", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+def test_a_key_revoked_on_another_replica_is_refused_within_the_cache_ttl(services, acme):
+    from matih_ml.auth.api_keys import ApiKeyStore
+    from matih_ml.errors import UnauthenticatedError
+
+    here, there = ApiKeyStore(services.db, cache_ttl_s=0.3), ApiKeyStore(services.db)
+    key = here.create(acme.tenant_id, "viewer", "short-lived")
+    assert here.verify(key.secret).tenant_id == acme.tenant_id
+    assert here.cached(key.secret) is not None
+    there.revoke(acme.tenant_id, key.info.key_id)
+    time.sleep(0.35)
+    assert here.cached(key.secret) is None
+    with pytest.raises(UnauthenticatedError):
+        here.verify(key.secret)
+    # Revoked through the same store: dropped at once.
+    again = here.create(acme.tenant_id, "viewer", "again")
+    here.verify(again.secret)
+    here.revoke(acme.tenant_id, again.info.key_id)
+    assert here.cached(again.secret) is None
