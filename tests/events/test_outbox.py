@@ -3,13 +3,13 @@ PostgreSQL, intents left by a crash, and a service killed before it delivered.""
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 
 import pytest
 from sqlalchemy import func, select
 
 from api.helpers import ok
+from concurrency import in_threads
 from conftest import ServeProcess, embedded_settings, new_tenant_id
 from events.receiver import Receiver
 from matih_ml.events.catalog import EventType
@@ -37,22 +37,13 @@ def _deleted(events: EventLog, tenant: str, model: str, version: int) -> str:
 
 def _hammer(events: EventLog, tenant: str, threads: int = 8, each: int = 40) -> dict[str, list]:
     by_thread: dict[str, list[int]] = defaultdict(list)
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        try:
-            for i in range(each):
-                _deleted(events, tenant, f"m{n % 3}", i + 1)
-                by_thread[str(n)].append(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for i in range(each):
+            _deleted(events, tenant, f"m{n % 3}", i + 1)
+            by_thread[str(n)].append(i)
 
-    ts = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors
+    in_threads(threads, work)
     return by_thread
 
 

@@ -5,7 +5,6 @@ PostgreSQL; the model cache loads a version once and stays bounded."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from concurrency import in_threads
 from conftest import embedded_settings, new_tenant_id
 from matih_ml.events.catalog import EventType
 from matih_ml.monitoring.live import Window
@@ -24,25 +24,6 @@ FEATURES = ["f0", "f1", "f2", "f3"]
 
 def _frame(seed: int, n: int, shift: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame(np.random.default_rng(seed).normal(shift, 1.0, (n, 4)), columns=FEATURES)
-
-
-def _in_threads(n: int, work: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-    start = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        try:
-            start.wait()
-            work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
 
 
 def _production_model(services, tenant: str, name: str) -> str:
@@ -78,7 +59,7 @@ def _replicas_race(services) -> None:
             assert replicas[i % 2].predict(tenant, "raced", rows).version == "1"
 
     try:
-        _in_threads(8, work)
+        in_threads(8, work)
         assert [(d["version"], d["replaced"]) for d in _deployed(services, tenant)] == [("1", None)]
         # A move to v2 is announced once more, whichever replica serves it first.
         services.lifecycle.transition_stage(tenant, "raced", "2", "staging")
@@ -87,7 +68,7 @@ def _replicas_race(services) -> None:
         )
         for r in replicas:
             r.resolver.invalidate(tenant)  # the other replica learns within its check
-        _in_threads(8, lambda i: replicas[i % 2].predict(tenant, "raced", rows))
+        in_threads(8, lambda i: replicas[i % 2].predict(tenant, "raced", rows))
         assert [(d["version"], d["replaced"]) for d in _deployed(services, tenant)] == [
             ("1", None),
             ("2", "1"),
@@ -106,7 +87,7 @@ def _replicas_race(services) -> None:
         def check(i: int) -> None:
             replicas[i % 2].monitor.check(tenant, "raced", "2", drifted, profile, 1000.0)
 
-        _in_threads(8, check)
+        in_threads(8, check)
         drift = services.events.feed(
             tenant, after=0, types=[EventType.MODEL_DRIFT_DETECTED], limit=100
         )
@@ -160,7 +141,7 @@ def test_the_cache_loads_each_version_once_and_stays_bounded(tmp_path: Path) -> 
         return dest
 
     cache = ModelCache(2, tmp_path / "cache", download)
-    _in_threads(8, lambda i: cache.get("t1", "m", "1"))
+    in_threads(8, lambda i: cache.get("t1", "m", "1"))
     assert cache.loads == 1 and downloads == [("t1", "m", "1")]
     cache.get("t1", "m", "2")
     cache.get("t1", "m", "1")  # most recent again

@@ -41,12 +41,11 @@ class ModelCache:
 
     def get(self, tenant_id: str, model: str, version: str) -> LoadedModel:
         """The loaded version, loading it if needed."""
+        found = self.peek(tenant_id, model, version)
+        if found is not None:
+            return found
         key = (tenant_id, model, version)
         with self._lock:
-            found = self._models.get(key)
-            if found is not None:
-                self._models.move_to_end(key)
-                return found
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._lock:

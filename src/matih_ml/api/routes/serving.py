@@ -85,6 +85,11 @@ _BODY = {
 }
 
 
+def _target(stage: str | None, alias: str | None, version: str | None) -> Target | None:
+    # None (rather than production) lets A/B mode choose the arm.
+    return Target.parse(stage, alias, version) if (stage or alias or version) else None
+
+
 def _body(raw: bytes, limit: int) -> dict[str, Any]:
     try:
         body = json.loads(raw)
@@ -113,7 +118,7 @@ async def predict(
 ) -> Response:
     """Score up to 1,000 records with the production version, or the one asked for."""
     raw = await request.body()
-    target = Target.parse(stage, alias, version) if (stage or alias or version) else None
+    target = _target(stage, alias, version)
     if len(raw) <= _ON_LOOP_BYTES:
         # A small request whose version is loaded and fresh is scored right here: a
         # thread-pool hop costs more than scoring a few rows. Anything that would read
@@ -147,7 +152,7 @@ async def predict_batch(
 ) -> PredictionRead:
     """Score up to 100,000 records, in chunks of 10,000, with one version throughout."""
     raw = await request.body()
-    target = Target.parse(stage, alias, version) if (stage or alias or version) else None
+    target = _target(stage, alias, version)
 
     def run() -> PredictionRead:
         body = _body(raw, MAX_BATCH_RECORDS)
