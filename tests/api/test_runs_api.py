@@ -150,6 +150,6 @@ def test_health_endpoints_need_no_credential(api) -> None:
     ready = httpx.get(f"{api.url}/readyz").json()
     assert ready == {
         "status": "ok",
-        "checks": {"database": "ok", "mlflow": "ok", "artifacts": "ok"},
+        "checks": {"database": "ok", "mlflow": "ok", "artifacts": "ok", "models": "ok"},
     }
     assert httpx.get(f"{api.url}/openapi.json").json()["info"]["title"] == "matih-ml"

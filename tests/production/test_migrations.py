@@ -59,5 +59,5 @@ def test_two_upgrades_at_once_both_succeed_and_leave_both_schemas_at_head(stack:
 def test_auto_migrate_lets_a_replica_start_on_an_empty_database(stack: Stack) -> None:
     replica = stack.replica(MATIH_AUTO_MIGRATE="1")
     ready = httpx.get(f"{replica.url}/readyz", timeout=30).json()
-    assert ready["checks"] == {"database": "ok", "mlflow": "ok", "artifacts": "ok"}
+    assert ready["checks"] == {"database": "ok", "mlflow": "ok", "artifacts": "ok", "models": "ok"}
     assert all(s["up_to_date"] for s in json.loads(stack.cli("db", "status", "--json").stdout))

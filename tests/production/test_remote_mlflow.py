@@ -91,7 +91,12 @@ def test_the_api_works_through_a_remote_mlflow_server(remote, stack, s3_server, 
     replica = ServeProcess(stack.tmp_path / "remote-replica.log", remote)
     try:
         ready = httpx.get(f"{replica.url}/readyz", timeout=30).json()
-        assert ready["checks"] == {"database": "ok", "mlflow": "ok", "artifacts": "ok"}
+        assert ready["checks"] == {
+            "database": "ok",
+            "mlflow": "ok",
+            "artifacts": "ok",
+            "models": "ok",
+        }
         with client(replica.url, keys["acme"]) as acme, client(replica.url, keys["globex"]) as gx:
             r = upload(acme, "churn", sk_model, metrics={"accuracy": 0.93})
             assert r.status_code == 201, r.text

@@ -151,3 +151,48 @@ def test_the_cache_loads_each_version_once_and_stays_bounded(tmp_path: Path) -> 
     assert cache.loads == 4
     # Files stay on disk: a reload after eviction does not download again.
     assert downloads.count(("t1", "m", "2")) == 1
+
+
+def test_a_new_replica_loads_what_was_serving_before_it_is_ready(services) -> None:
+    tenant = services.tenants.create_tenant(new_tenant_id("warm")).tenant_id
+    _production_model(services, tenant, "warmed")
+    rows = {"records": _frame(1, 2).to_dict(orient="records")}
+    first = PredictionService(services)
+    try:
+        assert first.predict(tenant, "warmed", rows).version == "1"
+    finally:
+        first.stop()
+    # Production moves while no replica of this process serves it.
+    services.lifecycle.transition_stage(tenant, "warmed", "2", "staging")
+    services.lifecycle.transition_stage(
+        tenant, "warmed", "2", "production", force=True, reason="test", actor="admin"
+    )
+    second = PredictionService(services)
+    assert not second.warm.is_set()
+    second.start()
+    try:
+        assert second.warm.wait(60)
+        # What production names now is loaded, not what the last replica served.
+        assert (tenant, "warmed", "2") in second.cache.cached()
+        loads = second.cache.loads
+        assert second.predict(tenant, "warmed", rows).version == "2"
+        assert second.cache.loads == loads
+    finally:
+        second.stop()
+
+
+def test_readyz_waits_for_the_preload(services) -> None:
+    from fastapi.testclient import TestClient
+
+    from matih_ml.api.app import create_app
+
+    app = create_app(services=services)
+    serving = PredictionService(services)
+    app.state.serving = serving  # never started (no lifespan here): still loading
+    client = TestClient(app)
+    loading = client.get("/readyz")
+    assert loading.status_code == 503 and loading.json()["checks"]["models"] == "loading"
+    serving.warm.set()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["models"] == "ok"
+    serving.stop()

@@ -31,7 +31,7 @@ class ModelCache:
     def __init__(
         self, size: int, root: Path, download: Callable[[str, str, str, Path], Path]
     ) -> None:
-        self._size = size
+        self.size = size
         self._root = root
         self._download = download
         self._lock = threading.Lock()
@@ -55,7 +55,7 @@ class ModelCache:
                 with self._lock:
                     self.loads += 1
                     self._models[key] = found
-                    while len(self._models) > self._size:
+                    while len(self._models) > self.size:
                         self._models.popitem(last=False)
             with self._lock:
                 self._loading.pop(key, None)

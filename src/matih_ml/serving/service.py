@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from matih_ml.errors import ValidationError
 from matih_ml.events.catalog import EventType
 from matih_ml.monitoring.checks import Figures, Monitor
@@ -107,6 +109,7 @@ class PredictionService:
         self._announced: dict[tuple[str, str, str], str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.warm = threading.Event()
 
     # ------------------------------------------------------------------ predict
 
@@ -408,13 +411,51 @@ class PredictionService:
             except Exception:
                 log.warning("monitoring %s/%s v%s failed", tenant_id, model, version, exc_info=True)
 
+    def preload(self) -> int:
+        """Load the versions that were serving before this process started.
+
+        A replica that reports ready and then spends seconds loading on its first request
+        shows as a latency spike at every deploy: ``/readyz`` waits for this instead.
+        For each model that has served (most recently switched first, at most the
+        cache's size), the version production names now is loaded; one that fails to
+        load is skipped (its first request will say why).
+
+        Returns:
+            How many versions were loaded.
+        """
+        with self._db.uow() as s:
+            rows = s.scalars(
+                select(ServingStateRow).order_by(ServingStateRow.at.desc()).limit(self.cache.size)
+            ).all()
+            serving = [(r.tenant_id, r.model_name) for r in rows]
+        loaded = 0
+        for tenant_id, model in serving:
+            if self._stop.is_set():
+                break
+            try:
+                version = self.resolver.resolve(tenant_id, model, PRODUCTION)
+                if version is None:
+                    continue
+                self._loaded(tenant_id, model, version)
+                loaded += 1
+            except Exception:
+                log.warning("could not preload %s/%s", tenant_id, model, exc_info=True)
+        return loaded
+
     def start(self) -> None:
-        """Run the checks every ``MATIH_MONITOR_INTERVAL_S`` in a background thread."""
+        """Preload what was serving, then run the checks every ``MATIH_MONITOR_INTERVAL_S``,
+        in a background thread."""
         if self._thread is not None:
             return
         self._stop.clear()
 
         def loop() -> None:
+            try:
+                self.preload()
+            except Exception:
+                log.warning("preloading served versions failed", exc_info=True)
+            finally:
+                self.warm.set()
             while not self._stop.wait(self._interval_s):
                 self.check_all()
 
