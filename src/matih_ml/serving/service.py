@@ -256,8 +256,8 @@ class PredictionService:
             error = True
         elapsed = time.perf_counter() - started
         try:
-            for i, a in enumerate(answered):
-                self.traffic.record(
+            self.traffic.record(
+                [
                     ServingSampleRow(
                         tenant_id=tenant_id,
                         model_name=model,
@@ -271,8 +271,10 @@ class PredictionService:
                         error_a=False,
                         error_b=error,
                     )
-                )
-        except Exception:
+                    for i, a in enumerate(answered)
+                ]
+            )
+        except Exception:  # losing a sample must not break serving
             log.warning("could not store a shadow sample", exc_info=True)
 
     def _sample(
@@ -306,7 +308,7 @@ class PredictionService:
 
     def _record_quietly(self, row: ServingSampleRow) -> None:
         try:
-            self.traffic.record(row)
+            self.traffic.record([row])
         except Exception:
             log.warning("could not store a serving sample", exc_info=True)
 

@@ -121,16 +121,21 @@ class TrafficStore:
             self._configs[(tenant_id, model)] = (time.monotonic(), cfg)
         return cfg
 
-    def record(self, row: ServingSampleRow) -> None:
-        """Store one sample (called off the response's path)."""
-        row.at = store.now()
+    def record(self, rows: list[ServingSampleRow]) -> None:
+        """Store samples in one transaction (called off the response's path)."""
+        if not rows:
+            return
+        at = store.now()
         with self._db.uow() as s:
-            s.add(row)
+            for row in rows:
+                row.at = at
+                s.add(row)
         with self._lock:
-            self._written += 1
-            trim = self._written % 1000 == 0
+            before = self._written
+            self._written += len(rows)
+            trim = before // 1000 != self._written // 1000
         if trim:
-            self._trim(row.tenant_id, row.model_name, row.staging_version)
+            self._trim(rows[0].tenant_id, rows[0].model_name, rows[0].staging_version)
 
     def _trim(self, tenant_id: str, model: str, staging: int) -> None:
         with self._db.uow() as s:
