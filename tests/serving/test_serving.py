@@ -227,6 +227,12 @@ def test_ab_sends_a_share_of_traffic_to_staging(acme, models) -> None:
             break
         time.sleep(0.1)
     assert summary["samples"] == 200 and summary["staging_p95_ms"] is not None
+    assert summary["production_error_rate"] == summary["staging_error_rate"] == 0.0
+    # A/B outcomes are evidence too (no agreement criterion: the arms saw different rows).
+    body = {"kind": "ab", "min_samples": 50, "max_latency_ratio": 100.0}
+    evidence = ok(acme.editor.post("/api/v1/models/ranker/serving/evidence", json=body), 201)
+    assert evidence["evaluation"]["kind"] == "ab" and evidence["evaluation"]["passed"]
+    assert evidence["evaluation"]["version"] == v2 and evidence["reasons"] == []
 
 
 def test_drifted_input_raises_exactly_one_drift_event(acme, models) -> None:
