@@ -80,3 +80,26 @@ def test_wrong_object_for_framework_is_refused(registry, tenant, model, framewor
     with pytest.raises(ValidationError, match="not a"):
         registry.register_model(tenant, "m", model, framework, {}, {})
     assert registry.list_models(tenant) == []
+
+
+def _uses_this_module(x):
+    return x
+
+
+def test_tree_ensembles_register_and_a_callers_own_class_is_refused(registry, tenant, xy):
+    # skops (MLflow's sklearn format) refuses a forest's Tree type unless trusted;
+    # sklearn's own types are, a caller's own function is not.
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x, y = xy
+    for i, est in enumerate([RandomForestClassifier(n_estimators=5), GradientBoostingClassifier()]):
+        model = est.fit(x, y)
+        registry.register_model(tenant, "forest", model, "sklearn", {}, {})
+        with tenant_scope(tenant):
+            loaded = mlflow.pyfunc.load_model(f"models:/forest/{i + 1}")
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    custom = make_pipeline(FunctionTransformer(_uses_this_module), est).fit(x, y)
+    with pytest.raises(ValidationError, match="could not be saved"):
+        registry.register_model(tenant, "forest", custom, "sklearn", {}, {})

@@ -107,6 +107,19 @@ def infer_model_type(framework: Framework, model: Any) -> str:
     return "unknown"
 
 
+# skops (MLflow's sklearn format) loads only the types it is told to trust. These
+# libraries' own types are what fitted estimators hold (a forest's trees, for one);
+# anything else, such as a class of the caller's, is still refused.
+_TRUSTED_MODULES = frozenset({"sklearn", "numpy", "scipy"})
+
+
+def _sklearn_trusted_types(model: Any) -> list[str]:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return [t for t in untrusted if t.split(".", 1)[0] in _TRUSTED_MODULES]
+
+
 def save_model(
     framework: Framework, model: Any, path: Path, input_example: Any | None = None
 ) -> list[str]:
@@ -126,6 +139,9 @@ def save_model(
         if framework is Framework.SKLEARN:
             import mlflow.sklearn
 
+            trusted = _sklearn_trusted_types(model)
+            if trusted:
+                kwargs["skops_trusted_types"] = trusted
             mlflow.sklearn.save_model(model, str(path), **kwargs)
         elif framework is Framework.PYTORCH:
             import mlflow.pytorch
