@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import free_port
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
@@ -34,14 +35,6 @@ ASYNC_CALLS = 5_000
 REST_POINTS = 400_000
 REST_BATCH = 20_000
 MLFLOW_REST_POINTS = 20_000
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -120,7 +113,7 @@ def ours_over_rest(root: Path) -> float:
     services.tenants.create_tenant("bench")
     key = services.api_keys.create("bench", "editor", "bench").secret
     services.db.dispose()
-    port = _free_port()
+    port = free_port()
     log = root / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MATIH_"))}
     proc = subprocess.Popen(
@@ -161,7 +154,7 @@ def plain_mlflow_over_rest(root: Path) -> float:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    port = _free_port()
+    port = free_port()
     log = root / "mlflow-server.log"
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     proc = subprocess.Popen(

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import free_port
+
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 FEATURES = ["f0", "f1", "f2", "f3"]
@@ -56,14 +58,6 @@ CHECK_RECORDS = 50
 TARGET_P50_MS = 2.0
 TARGET_P99_MS = 10.0
 TARGET_THROUGHPUT_RATIO = 3.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -216,7 +210,7 @@ def set_up_ours(data: Path, estimator: Any, frame: Any, accuracy: float) -> str:
 def start_ours(root: Path, data: Path, workers: int) -> Server:
     """``matih-ml serve`` on ``data``, with its defaults otherwise (the event dispatcher
     and the monitoring thread run, as they do for a user)."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "matih-ml"
     argv = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
@@ -227,7 +221,7 @@ def start_ours(root: Path, data: Path, workers: int) -> Server:
 
 def start_mlflow(root: Path, saved: Path, workers: int) -> Server:
     """``mlflow models serve`` on the saved model, in this environment (no virtualenv)."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "mlflow"
     argv = [str(exe), "models", "serve", "-m", str(saved), "-p", str(port)]
     argv += ["--env-manager", "local", "--host", "127.0.0.1", "--workers", str(workers)]
