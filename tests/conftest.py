@@ -51,7 +51,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    return embedded_settings(data_dir)
+    # The session's app runs no training jobs by itself: the job tests start their own
+    # executor, so that a queue they are testing is not drained under them.
+    return embedded_settings(data_dir).model_copy(update={"training_workers": 0})
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from matih_ml.cli_events import dispatcher, events_app, webhooks_app
+from matih_ml.cli_jobs import jobs_app
 from matih_ml.cli_ops import db_app, gc
 from matih_ml.cli_output import (
     JsonOpt,
@@ -44,6 +45,7 @@ app.command("gc")(gc)
 app.add_typer(events_app, name="events")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("dispatcher")(dispatcher)
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.callback()

@@ -164,6 +164,60 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, validation_alias=AliasChoices("MATIH_METRICS_TOKEN", "metrics_token")
     )
+    training_data_root_env: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MATIH_TRAINING_DATA_ROOT", "training_data_root"),
+    )
+    training_max_jobs: int = Field(
+        default=2,
+        ge=1,
+        validation_alias=AliasChoices("MATIH_TRAINING_MAX_JOBS", "training_max_jobs"),
+    )
+    training_workers: int = Field(
+        default=1,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_TRAINING_WORKERS", "training_workers"),
+    )
+    training_stale_s: float = Field(
+        default=120,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_TRAINING_STALE_S", "training_stale_s"),
+    )
+    training_entry_points_env: str = Field(
+        default="",
+        validation_alias=AliasChoices("MATIH_TRAINING_ENTRY_POINTS", "training_entry_points"),
+    )
+    feast_repos: dict[str, str] = Field(
+        default={}, validation_alias=AliasChoices("MATIH_FEAST_REPOS", "feast_repos")
+    )
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "ray_address")
+    )
+
+    @property
+    def training_data_root(self) -> str:
+        """The root of every tenant's training data (a folder, or an ``s3://`` prefix)."""
+        if self.training_data_root_env:
+            return self.training_data_root_env.rstrip("/")
+        return str((self.data_dir / "training-data").resolve())
+
+    def tenant_data_root(self, tenant_id: str) -> str:
+        """A tenant's training data: job tables and entity files are read under it only."""
+        return f"{self.training_data_root}/{tenant_id}"
+
+    def feast_repo(self, tenant_id: str) -> str:
+        """The Feast repo a tenant's jobs read: ``MATIH_FEAST_REPOS`` names it, else
+        ``<data dir>/feast/<tenant>``. Never under the tenant's data root: a repo's
+        ``feature_store.yaml`` names classes to import and files to read, so the
+        operator writes it, not the tenant."""
+        if tenant_id in self.feast_repos:
+            return self.feast_repos[tenant_id]
+        return str((self.data_dir / "feast" / tenant_id).resolve())
+
+    @property
+    def training_entry_points(self) -> frozenset[str]:
+        """The ``module:function`` trainers the operator allows (comma-separated)."""
+        return frozenset(p.strip() for p in self.training_entry_points_env.split(",") if p.strip())
 
     @property
     def database_url(self) -> str:

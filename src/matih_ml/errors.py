@@ -73,6 +73,12 @@ class UnavailableError(MatihError):
     code = "UNAVAILABLE"
 
 
+class LimitExceededError(MatihError):
+    """A per-tenant limit is reached (e.g. concurrent training jobs); retry later."""
+
+    code = "LIMIT_EXCEEDED"
+
+
 class PayloadTooLargeError(MatihError):
     """An upload or a batch is over the configured limit."""
 

@@ -21,6 +21,7 @@ from matih_ml.store import migrate
 from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.runs import RunService
+from matih_ml.training.jobs import JobService
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Services:
     events: EventLog
     webhooks: WebhookStore
     dispatcher: Dispatcher
+    jobs: JobService
 
 
 def build_services(settings: Settings) -> Services:
@@ -86,4 +88,5 @@ def build_services(settings: Settings) -> Services:
         events=events,
         webhooks=webhooks,
         dispatcher=dispatcher,
+        jobs=JobService(db, settings),
     )

@@ -51,3 +51,29 @@ def run_with_model(client: httpx.Client, model_dir: Path, experiment: str = "tra
 def register(client: httpx.Client, model_dir: Path, name: str = "churn") -> dict:
     run_id = run_with_model(client, model_dir)
     return ok(client.post("/api/v1/models", json={"name": name, "run_id": run_id}), 201)
+
+
+# A valid job whose table nobody wrote: it is queued, then fails reading its data.
+TRAINING_JOB = {
+    "name": "nightly",
+    "model_name": "churn",
+    "trainer": {"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+    "data": {"kind": "table", "path": "missing.csv", "target": "label"},
+    "evaluation": {"primary_metric": "accuracy"},
+    "register": False,
+}
+
+
+def wait_for_job(
+    client: httpx.Client, job_id: str, statuses: tuple[str, ...], timeout: float = 60
+) -> dict:
+    """Poll a job until its status is one of ``statuses``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = ok(client.get(f"/api/v1/training-jobs/{job_id}"))
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.helpers import ok, register, run_with_model
+from api.helpers import TRAINING_JOB, ok, register, run_with_model
 from conftest import ApiTenant, new_tenant_id
 from matih_ml.api.app import create_app
 
@@ -61,6 +61,10 @@ CALLS = [
     ("GET", "/api/v1/models/churn/serving/summary", None),
     ("POST", "/api/v1/models/churn/serving/evidence", {"kind": "shadow"}),
     ("GET", "/api/v1/models/churn/monitoring", None),
+    ("GET", "/api/v1/training-jobs", None),
+    ("GET", "/api/v1/training-jobs/{job}", None),
+    ("POST", "/api/v1/training-jobs/{job}/cancel", None),
+    ("GET", "/api/v1/training-jobs/{job}/logs", None),
 ]
 # Endpoints that name no object of another tenant: they act in the caller's tenant.
 OWN_TENANT_ONLY = {
@@ -71,6 +75,7 @@ OWN_TENANT_ONLY = {
     ("DELETE", "/api/v1/policy"),
     ("POST", "/api/v1/webhooks"),
     ("GET", "/api/v1/events/schemas"),
+    ("POST", "/api/v1/training-jobs"),
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
@@ -84,7 +89,7 @@ def _template(path: str) -> str:
         path.replace("{run}", "{run_id}").replace("{exp}", "{exp_id}").replace("{key}", "{key_id}")
     )
     path = path.replace("/metrics/accuracy/", "/metrics/{key}/").replace("{appr}", "{approval_id}")
-    path = path.replace("{hook}", "{webhook_id}")
+    path = path.replace("{hook}", "{webhook_id}").replace("{job}", "{job_id}")
     return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
 
 
@@ -126,10 +131,12 @@ def a_state(acme, saved_sklearn_model):
     )
     # Nothing listens there: its deliveries stay pending, which is beside the point here.
     hook = ok(acme.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}), 201)
-    return {"model": md, "run": run, "key": key, "appr": appr, "hook": hook["id"]}
+    # The session's app runs no jobs: this one stays queued, and unchanged.
+    job = ok(acme.editor.post("/api/v1/training-jobs", json=TRAINING_JOB), 201)["job_id"]
+    return {"model": md, "run": run, "key": key, "appr": appr, "hook": hook["id"], "job": job}
 
 
-def _snapshot(acme, run_id: str) -> dict:
+def _snapshot(acme, run_id: str, a_job: str) -> dict:
     return {
         "model": ok(acme.viewer.get("/api/v1/models/churn")),
         "versions": ok(acme.viewer.get("/api/v1/models/churn/versions")),
@@ -146,6 +153,8 @@ def _snapshot(acme, run_id: str) -> dict:
         "events": ok(acme.viewer.get("/api/v1/events", params={"limit": 1000})),
         "webhooks": ok(acme.admin.get("/api/v1/webhooks")),
         "serving": ok(acme.viewer.get("/api/v1/models/churn/serving")),
+        "jobs": ok(acme.viewer.get("/api/v1/training-jobs")),
+        "job_logs": ok(acme.viewer.get(f"/api/v1/training-jobs/{a_job}/logs")),
     }
 
 
@@ -153,9 +162,14 @@ def _snapshot(acme, run_id: str) -> dict:
 def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, path, body):
     run_id = a_state["run"]["run_id"]
     exp_id = a_state["run"]["experiment_id"]
-    before = _snapshot(acme, run_id)
+    before = _snapshot(acme, run_id, a_state["job"])
     url = path.format(
-        run=run_id, exp=exp_id, key=a_state["key"], appr=a_state["appr"], hook=a_state["hook"]
+        run=run_id,
+        exp=exp_id,
+        key=a_state["key"],
+        appr=a_state["appr"],
+        hook=a_state["hook"],
+        job=a_state["job"],
     )
     kwargs = {}
     if isinstance(body, bytes):
@@ -175,6 +189,6 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
     else:
         assert response.status_code == 404, (response.status_code, response.text)
         assert response.json()["error"]["code"] == "NOT_FOUND"
-    assert _snapshot(acme, run_id) == before
+    assert _snapshot(acme, run_id, a_state["job"]) == before
     assert ok(globex.viewer.get("/api/v1/models"))["items"] == []
     assert ok(globex.viewer.get("/api/v1/events"))["items"] == []

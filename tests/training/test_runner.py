@@ -149,13 +149,29 @@ def test_weaker_model_than_production_is_not_registered(services, tenant, table)
     assert parent.data.metrics["baseline_accuracy"] == pytest.approx(result.baseline_value)
 
 
-def test_unsupported_kinds_are_refused_before_any_run(services, tenant, table):
+def test_data_a_job_cannot_read_fails_the_job_and_its_run(services, tenant, table):
     spec = validate_job(job(data={**job()["data"], "path": "s3://bucket/churn.csv"}))
-    with pytest.raises(ValidationError, match="s3://"):
+    with pytest.raises(ValidationError, match="data root") as exc:
         run_job(services, tenant, spec, data_root=table)
+    assert exc.value.details["field"] == "data.path"
+    # A tenant without a Feast repo: a clear error, not Feast's traceback.
+    pd.DataFrame(
+        {"id": range(20), "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC"), "y": 0}
+    ).to_csv(table / "e.csv", index=False)
     feast = validate_job(
         job(data={"kind": "feast", "features": ["v:f"], "entity_path": "e.csv", "target": "y"})
     )
     with pytest.raises(ValidationError) as exc:
         run_job(services, tenant, feast, data_root=table)
-    assert exc.value.details["field"] == "data.kind"
+    assert exc.value.details["field"] == "data"
+    runs = services.runs.list_runs(
+        tenant, services.runs.get_run(tenant, _last_job_run(services, tenant)).info.experiment_id
+    ).items
+    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+
+
+def _last_job_run(services, tenant: str) -> str:
+    started = [
+        e for e in services.events.feed(tenant, limit=1000) if e["type"] == "MODEL_TRAINING_STARTED"
+    ]
+    return started[-1]["data"]["run_id"]

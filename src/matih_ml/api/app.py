@@ -24,6 +24,7 @@ from matih_ml.api.routes import (
     models,
     runs,
     serving,
+    training_jobs,
     webhooks,
 )
 from matih_ml.config import Settings
@@ -53,12 +54,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             services.dispatcher.start()
         predictor = serving.get_serving_of(app)
         predictor.start()
+        from matih_ml.training.executor import JobExecutor  # Ray is imported per job only
+
+        executor = app.state.executor = JobExecutor(services)
+        executor.start()
         # What start-up built lives as long as the process: keep it out of the
         # collector's generations (it halved GC time under load in bench_serving).
         gc.freeze()
         try:
             yield
         finally:
+            await run_in_threadpool(executor.stop)
             await run_in_threadpool(predictor.stop)
             if services.settings.dispatcher:
                 await run_in_threadpool(services.dispatcher.stop)
@@ -86,8 +92,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         keys,
         events,
         webhooks,
+        training_jobs,
     ):
         app.include_router(module.router)
     app.include_router(serving.metrics_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    _with_training_schemas(app)
     return app
+
+
+def _with_training_schemas(app: FastAPI) -> None:
+    # The job body is validated by our own parser (dotted-path errors, the operator's
+    # entry points), so FastAPI does not see its model: add its schema by hand.
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                training_jobs.openapi_schemas()
+            )
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

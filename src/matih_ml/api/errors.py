@@ -17,6 +17,7 @@ from matih_ml.errors import (
     ConflictError,
     ForbiddenError,
     GateFailedError,
+    LimitExceededError,
     MatihError,
     NotFoundError,
     PayloadTooLargeError,
@@ -36,6 +37,7 @@ STATUS: dict[type[MatihError], int] = {
     ConflictError: 409,
     GateFailedError: 409,
     PayloadTooLargeError: 413,
+    LimitExceededError: 429,
     UnavailableError: 503,
 }
 
@@ -50,6 +52,7 @@ _HTTP_CODES = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "VALIDATION_ERROR",
+    429: "LIMIT_EXCEEDED",
 }
 
 

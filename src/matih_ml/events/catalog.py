@@ -53,13 +53,26 @@ class TrainingStarted(_Data):
     job_id: str | None = None
 
 
+class JobOutcome(_Data):
+    """What a training job did: ``registered``, ``not_registered``, ``failed`` or
+    ``cancelled``, why, and the version it registered (and its stage), if any."""
+
+    status: Literal["registered", "not_registered", "failed", "cancelled"]
+    reason: str
+    registered_version: str | None = None
+    stage: str | None = None
+
+
 class TrainingCompleted(_Data):
-    """A run ended; ``status`` says how."""
+    """A run ended; ``status`` says how. A training job's own run carries the job's id
+    and ``outcome``."""
 
     run_id: str
     experiment_id: str
     status: Literal["FINISHED", "FAILED", "KILLED"]
     metrics: dict[str, float] = {}
+    job_id: str | None = None
+    outcome: JobOutcome | None = None
 
 
 class Registered(_Data):

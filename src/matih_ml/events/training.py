@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunStatus
@@ -44,7 +45,13 @@ def start_run(
 
 
 def end_run(
-    client: MlflowClient, events: EventLog, tenant_id: str, run_id: str, status: str
+    client: MlflowClient,
+    events: EventLog,
+    tenant_id: str,
+    run_id: str,
+    status: str,
+    *,
+    job: Mapping[str, Any] | None = None,
 ) -> Run:
     """End a run of the bound tenant and publish ``MODEL_TRAINING_COMPLETED``.
 
@@ -52,7 +59,9 @@ def end_run(
     """
     with translated(f"Run {run_id!r}"):
         before = client.get_run(run_id)
-    data = {"run_id": run_id, "experiment_id": before.info.experiment_id}
+    data: dict[str, Any] = {"run_id": run_id, "experiment_id": before.info.experiment_id}
+    if job:
+        data.update(job)
     with events.pending(tenant_id, EventType.MODEL_TRAINING_COMPLETED, f"run/{run_id}", data) as p:
         with translated(f"Run {run_id!r}"):
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))

@@ -292,3 +292,58 @@ class MonitorEpisodeRow(Base):
     value: Mapped[float] = mapped_column(Float, nullable=False)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     episodes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class TrainingJobRow(Base):
+    """A training job: its validated spec, where it is, and what it did."""
+
+    __tablename__ = "matih_training_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    spec: Mapped[dict] = mapped_column(JSON, nullable=False)
+    # queued -> running -> succeeded | failed | cancelled (queued -> cancelled too).
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The executor that runs it, and its last sign of life: a job whose executor died is
+    # failed by another one instead of staying "running" forever.
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    __table_args__ = (
+        Index("ix_matih_training_jobs_tenant", "tenant_id", "created_at"),
+        Index("ix_matih_training_jobs_status", "status", "created_at"),
+    )
+
+
+class TrainingJobLogRow(Base):
+    """One line of a job's log. ``seq`` is global: writers never race for a number."""
+
+    __tablename__ = "matih_training_job_logs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    line: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (Index("ix_matih_training_job_logs_job", "job_id", "seq"),)
+
+
+class TrainingQuotaRow(Base):
+    """One row per tenant: updating it serialises the tenant's submissions, so two
+    concurrent submits cannot both see room under the limit."""
+
+    __tablename__ = "matih_training_quota"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    submits: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

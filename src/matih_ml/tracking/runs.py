@@ -232,15 +232,26 @@ class RunService:
             )
         return run
 
-    def end_run(self, tenant_id: str, run_id: str, status: str = "FINISHED") -> Run:
-        """End a run as FINISHED, FAILED or KILLED."""
+    def end_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        status: str = "FINISHED",
+        *,
+        job: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """End a run as FINISHED, FAILED or KILLED.
+
+        ``job`` is a training job's id and outcome, for the job's own run: they go on
+        its ``MODEL_TRAINING_COMPLETED`` event.
+        """
         run_id = validation.run_id(run_id)
         if status not in _END_STATES:
             raise ValidationError(
                 f"status must be one of {sorted(_END_STATES)}.", details={"field": "status"}
             )
         with self._tenants.scope(tenant_id) as tenant:
-            return training.end_run(self._client, self._events, tenant, run_id, status)
+            return training.end_run(self._client, self._events, tenant, run_id, status, job=job)
 
     def metric_history(
         self,

@@ -1,15 +1,13 @@
-"""Run a training job: read the table, tune on a local Ray, refit, beat production, register.
+"""Run a training job: read its data, fit, score against production, register, stage.
 
-:func:`run_job` is the one entry point. Only sklearn trainers on table data run for now.
-The table is read by :mod:`~matih_ml.training.data`, the search runs in
-:mod:`~matih_ml.training.tuning`, and the estimators and their scores are in
-:mod:`~matih_ml.training.estimators`.
+:func:`run_job` is the one entry point. Tables are read by :mod:`~matih_ml.training.data`
+and Feast features by :mod:`~matih_ml.training.features`; the trainers are in
+:mod:`~matih_ml.training.trainers`.
 """
 
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matih_ml.errors import GateFailedError, ValidationError
+from matih_ml.errors import GateFailedError
 from matih_ml.services import Services
 from matih_ml.store import lifecycle_store
 from matih_ml.tracking.runs import MetricPoint
-from matih_ml.training import estimators
+from matih_ml.training import estimators, trainers
+from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.data import read_table, split
-from matih_ml.training.spec import REGRESSORS, JobSpec
-from matih_ml.training.tuning import TrialResult, best_trial, ensure_ray, log_trials, tune_job
+from matih_ml.training.spec import JobSpec
+from matih_ml.training.tuning import TrialResult
 
 _EXAMPLE_ROWS = 200
 
@@ -46,6 +45,9 @@ class JobResult:
         parent_run_id: The job's run.
         params: The refitted model's hyperparameters.
         trials: Every Tune trial (empty without tuning).
+        rows: Rows read (after the point-in-time join, for Feast data).
+        features: Feast lineage tags (feature views and their versions), if any.
+        info: Trainer facts (pytorch: epochs run, restarts, checkpoint path).
     """
 
     status: str
@@ -60,6 +62,18 @@ class JobResult:
     parent_run_id: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     trials: list[TrialResult] = field(default_factory=list)
+    rows: int = 0
+    features: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def outcome(self) -> dict[str, Any]:
+        """The job's outcome as its ``MODEL_TRAINING_COMPLETED`` event carries it."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "registered_version": self.registered_version,
+            "stage": self.stage,
+        }
 
 
 # ----------------------------------------------------------------------- baseline
@@ -83,8 +97,30 @@ def _baseline_score(
         # The sklearn estimator itself, so roc_auc can use predict_proba; any other
         # flavour is scored on pyfunc predictions.
         raw = pyfunc.get_raw_model() if "sklearn" in pyfunc.metadata.flavors else None
-        model = raw if raw is not None and hasattr(raw, "predict") else pyfunc
+        model = raw if raw is not None and hasattr(raw, "predict") else _Pyfunc(pyfunc, y)
         return estimators.score(spec.evaluation.primary_metric, model, x, np.asarray(y))
+
+
+class _Pyfunc:
+    """A pyfunc model as the scorer sees an estimator. A model answering one column per
+    class (the pytorch trainer's probabilities) is read as the classes in sorted order."""
+
+    def __init__(self, pyfunc: Any, y: Any) -> None:
+        self._pyfunc = pyfunc
+        self.classes_ = np.unique(np.asarray(y))
+
+    def _raw(self, x: pd.DataFrame) -> np.ndarray:
+        inputs = x.astype(np.float32) if "pytorch" in self._pyfunc.metadata.flavors else x
+        return np.asarray(self._pyfunc.predict(inputs))
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        out = self._raw(x)
+        if out.ndim == 2 and out.shape[1] == len(self.classes_) > 1:
+            return self.classes_[out.argmax(axis=1)]
+        return out.reshape(len(x))
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return self._raw(x)
 
 
 def _beats(spec: JobSpec, value: float, baseline: float, version: str) -> tuple[bool, str]:
@@ -113,105 +149,127 @@ def run_job(
     tenant_id: str,
     spec: JobSpec,
     *,
-    data_root: Path,
+    data_root: str | Path,
     actor: str = "",
     ray_address: str | None = None,
+    context: JobContext | None = None,
 ) -> JobResult:
     """Run a training job in a tenant and register the model if it beats production.
 
-    The parent run (experiment ``jobs/<model_name>``) ends FINISHED, or FAILED when the
-    job fails or raises. Trials are logged as runs nested under it.
+    The job's run (experiment ``jobs/<model_name>``) is created first, so a job that
+    fails reading its data still has a run and its two training events. It ends
+    FINISHED, FAILED when the job fails or raises, or KILLED when it is cancelled; its
+    ``MODEL_TRAINING_COMPLETED`` event carries the job's outcome. Trials are runs
+    nested under it.
 
     Args:
         services: The service layer.
         tenant_id: The tenant the job runs in.
         spec: The validated job (see :func:`~matih_ml.training.spec.validate_job`).
-        data_root: The tenant's data folder; ``spec.data.path`` is relative to it.
+        data_root: The tenant's data root (a folder or an ``s3://`` prefix); table and
+            entity paths are read under it only.
         actor: Who started the job (recorded on the runs, version and stage move).
-        ray_address: A Ray cluster to tune on; a local Ray (2 CPUs) when None. An
+        ray_address: A Ray cluster to run on; a local Ray (2 CPUs) when None. An
             already initialised Ray is used as it is.
+        context: The executor's side: the job id, its log, and its cancel flag.
 
     Returns:
         What the job did. A refusing lifecycle gate is an outcome here: the version is
         registered, stays in development and ``gate_reasons`` says why.
 
     Raises:
-        ValidationError: For a trainer or data kind not supported yet, or a table that
-            does not fit the spec.
+        ValidationError: For data that does not fit the spec (a missing column, a
+            table outside the data root...).
+        JobCancelled: When ``context`` says the job was cancelled.
     """
-    if spec.trainer.kind != "sklearn" or spec.trainer.estimator is None:
-        raise ValidationError("trainer.kind: not supported yet", details={"field": "trainer.kind"})
-    if spec.data.kind != "table":
-        raise ValidationError("data.kind: not supported yet", details={"field": "data.kind"})
-    estimator = spec.trainer.estimator
-    classifier = estimator not in REGRESSORS
-    x, y = read_table(spec, data_root)
-    x_train, x_hold, y_train, y_hold = split(
-        x, y, spec.data.holdout_fraction, spec.data.seed, classifier
-    )
+    ctx = context or JobContext(job_id=spec.name)
+    job_id = ctx.job_id or spec.name
     parent = services.runs.create_run(
         tenant_id,
         f"jobs/{spec.model_name}",
         run_name=spec.name,
         tags=spec.tags,
         user_id=actor,
-        job_id=spec.name,  # the matih.job_id tag: user tags may not use 'matih.'
+        job_id=job_id,  # the matih.job_id tag: user tags may not use 'matih.'
     )
     parent_id = parent.info.run_id
+    ctx.on_parent_run(parent_id)
+    ctx.log(f"run {parent_id} in experiment jobs/{spec.model_name}")
+    result = JobResult("failed", "", spec.evaluation.primary_metric, parent_run_id=parent_id)
     try:
-        result = _run(
-            services,
-            tenant_id,
-            spec,
-            x_train,
-            x_hold,
-            y_train,
-            y_hold,
-            parent_id,
-            actor,
-            ray_address,
-        )
-    except BaseException:
-        services.runs.end_run(tenant_id, parent_id, "FAILED")
+        _run(services, tenant_id, spec, data_root, actor, ray_address, ctx, job_id, result)
+    except JobCancelled:
+        result.status, result.reason = "cancelled", "cancelled while running"
+        _end(services, tenant_id, result, job_id, "KILLED")
         raise
-    services.runs.end_run(
-        tenant_id, parent_id, "FAILED" if result.status == "failed" else "FINISHED"
-    )
+    except BaseException as exc:
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = "failed", f"failed: {message}"
+        _end(services, tenant_id, result, job_id, "FAILED")
+        raise
+    _end(services, tenant_id, result, job_id, "FAILED" if result.status == "failed" else "FINISHED")
     return result
+
+
+def _end(services: Services, tenant_id: str, result: JobResult, job_id: str, status: str) -> None:
+    job = {"job_id": job_id, "outcome": result.outcome()}
+    services.runs.end_run(tenant_id, result.parent_run_id, status, job=job)
+
+
+def _read(
+    services: Services, tenant_id: str, spec: JobSpec, data_root: str | Path, ctx: JobContext
+) -> tuple[pd.DataFrame, pd.Series, dict[str, str]]:
+    if spec.data.kind == "table":
+        x, y = read_table(spec, data_root)
+        ctx.log(f"read {len(x)} rows, {x.shape[1]} features from {spec.data.path}")
+        return x, y, {}
+    from matih_ml.training.features import read_features
+
+    repo = Path(services.settings.feast_repo(tenant_id))
+    x, y, lineage = read_features(spec, repo, Path(str(data_root)))
+    views = ", ".join(f"{v['name']}@{v['version']}" for v in lineage.views)
+    ctx.log(f"Feast: {len(x)} rows after the point-in-time join, views {views}")
+    return x, y, lineage.as_tags()
 
 
 def _run(
     services: Services,
     tenant_id: str,
     spec: JobSpec,
-    x_train: pd.DataFrame,
-    x_hold: pd.DataFrame,
-    y_train: Any,
-    y_hold: Any,
-    parent_id: str,
+    data_root: str | Path,
     actor: str,
     ray_address: str | None,
-) -> JobResult:
-    estimator = spec.trainer.estimator
-    assert estimator is not None
+    ctx: JobContext,
+    job_id: str,
+    result: JobResult,
+) -> None:
     metric = spec.evaluation.primary_metric
-    result = JobResult("failed", "", metric, parent_run_id=parent_id)
-    params: dict[str, Any] = dict(spec.trainer.params)
-    if spec.tuning is not None:
-        ensure_ray(ray_address)
-        results = tune_job(spec, x_train, np.asarray(y_train), estimator not in REGRESSORS)
-        result.trials = log_trials(services, tenant_id, spec, parent_id, results)
-        best = best_trial(spec, result.trials)
-        if best is None:
-            result.reason = f"failed: all {len(result.trials)} trials failed"
-            return result
-        params.update(best.config)
-    result.params = params
-    model = estimators.estimator(estimator, params, spec.data.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings belong to the metric
-        model.fit(x_train, y_train)
-    value = estimators.score(metric, model, x_hold, np.asarray(y_hold))
+    x, y, lineage = _read(services, tenant_id, spec, data_root, ctx)
+    result.rows, result.features = len(x), lineage
+    if lineage:
+        services.runs.log_batch(tenant_id, result.parent_run_id, tags=lineage)
+    classifier = trainers.is_classifier(spec)
+    x_train, x_hold, y_train, y_hold = split(
+        x, y, spec.data.holdout_fraction, spec.data.seed, classifier
+    )
+    ctx.check()
+    trained = trainers.fit(
+        services,
+        tenant_id,
+        spec,
+        x_train,
+        y_train,
+        parent_id=result.parent_run_id,
+        job_id=job_id,
+        ray_address=ray_address,
+        ctx=ctx,
+    )
+    ctx.check()
+    if isinstance(trained, str):
+        result.reason = trained
+        return
+    result.params, result.trials, result.info = trained.params, trained.trials, trained.info
+    value = estimators.score(metric, trained.scorer, x_hold, np.asarray(y_hold))
     result.value = value
     log: dict[str, float] = {metric: value}
     baseline_version = _production_version(services, tenant_id, spec.model_name)
@@ -219,33 +277,60 @@ def _run(
         baseline = _baseline_score(services, tenant_id, spec, baseline_version, x_hold, y_hold)
         result.baseline_value, result.baseline_version = baseline, baseline_version
         log[f"baseline_{metric}"] = baseline
+    shown = f"holdout {metric} {value:.4g}"
+    if result.baseline_value is not None:
+        shown += f", production v{baseline_version} {result.baseline_value:.4g}"
+    ctx.log(shown)
     services.runs.log_batch(
         tenant_id,
-        parent_id,
+        result.parent_run_id,
         [MetricPoint(k, v) for k, v in log.items()],
-        params=params,
+        params=trained.params,
         tags={"baseline_version": baseline_version or "none"},
     )
     if result.baseline_value is not None:
         beats, why = _beats(spec, value, result.baseline_value, baseline_version or "")
         if not beats:
             result.status, result.reason = "not_registered", why
-            return result
+            return
     if not spec.register:
         result.status = "not_registered"
         result.reason = f"not registered: register is false ({metric} {value:.4g})"
-        return result
+        return
+    ctx.check()
+    _register(services, tenant_id, spec, trained, x_hold, actor, job_id, result)
+
+
+def _register(
+    services: Services,
+    tenant_id: str,
+    spec: JobSpec,
+    trained: trainers.Trained,
+    x_hold: pd.DataFrame,
+    actor: str,
+    job_id: str,
+    result: JobResult,
+) -> None:
+    metric, value = result.metric, result.value
+    assert value is not None
+    example = x_hold.iloc[:_EXAMPLE_ROWS]
+    if trained.framework == "pytorch":
+        example = example.astype(np.float32)  # what the module's forward takes
+    # Lineage: the version points at the job and its run, and at the Feast views read.
+    tags = {**spec.tags, "job_id": job_id, "training_run_id": result.parent_run_id}
+    tags.update(result.features)
     _, version = services.registry.register_model_version(
         tenant_id,
         spec.model_name,
-        model,
-        "sklearn",
+        trained.model,
+        trained.framework,
         {metric: value},
-        params,
-        dict(spec.tags),
+        trained.params,
+        tags,
         created_by=actor or None,
-        input_example=x_hold.iloc[:_EXAMPLE_ROWS],
-        description=f"training job {spec.name}",
+        input_example=example,
+        description=f"training job {spec.name} ({job_id})",
+        model_type=trained.model_type,
     )
     result.status, result.registered_version, result.stage = (
         "registered",
@@ -253,7 +338,7 @@ def _run(
         "development",
     )
     against = (
-        f" (baseline v{baseline_version} {result.baseline_value:.4g})"
+        f" (baseline v{result.baseline_version} {result.baseline_value:.4g})"
         if result.baseline_value is not None
         else " (no production baseline)"
     )
@@ -266,7 +351,7 @@ def _run(
                 version.version,
                 spec.target_stage,
                 actor=actor,
-                reason=f"training job {spec.name}",
+                reason=f"training job {spec.name} ({job_id})",
             )
             result.stage = spec.target_stage
         except GateFailedError as exc:
@@ -276,7 +361,6 @@ def _run(
             )
     services.runs.log_batch(
         tenant_id,
-        parent_id,
+        result.parent_run_id,
         tags={"registered_version": version.version, "stage": result.stage or ""},
     )
-    return result

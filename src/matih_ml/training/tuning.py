@@ -8,7 +8,9 @@ once Tune's results are back, nested under the job's parent run.
 from __future__ import annotations
 
 import tempfile
+import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from matih_ml.training.data import split
 from matih_ml.training.estimators import GROWS_TREES, ROUNDS
 from matih_ml.training.spec import JobSpec, SearchDim
 
+_STOPS: dict[str, Callable[[], bool]] = {}
 VALIDATION_FRACTION = 0.2  # of the train split, for trials: the holdout stays unseen
 _PARENT_TAG = "mlflow.parentRunId"
 
@@ -77,6 +80,12 @@ def trial(
         tune.report({task["metric"]: est.score(task["metric"], model, x_val, y_val)})
 
 
+def _stopped(key: str) -> bool:
+    # Module-level, so that cloudpickle sends a reference to it, not the flags.
+    flag = _STOPS.get(key)
+    return flag is not None and flag()
+
+
 def _distribution(dim: SearchDim) -> Any:
     from ray import tune
 
@@ -103,12 +112,21 @@ def ensure_ray(address: str | None) -> None:
 
 
 def tune_job(
-    spec: JobSpec, x_train: pd.DataFrame, y_train: np.ndarray, classifier: bool
+    spec: JobSpec,
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    classifier: bool,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Any]:
-    """Run the search; return Tune's results (one per trial)."""
+    """Run the search; return Tune's results (one per trial).
+
+    ``should_stop`` is polled by Tune between results; once true, every trial stops.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
     from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.stopper import Stopper
 
     tuning = spec.tuning
     assert tuning is not None and spec.trainer.estimator is not None
@@ -138,6 +156,20 @@ def tune_job(
         scheduler = MedianStoppingRule(grace_period=tuning.grace_period, min_samples_required=2)
     else:
         scheduler = FIFOScheduler()
+
+    # Tune pickles its stopper, and a job's cancel flag holds a lock: the stopper keeps
+    # a key to the flag instead (it runs in this process, where the flag lives).
+    key = uuid.uuid4().hex
+    _STOPS[key] = should_stop
+
+    class Cancel(Stopper):
+        # A cancelled job stops its trials at their next report.
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return self.stop_all()
+
+        def stop_all(self) -> bool:
+            return _stopped(key)
+
     with tempfile.TemporaryDirectory(prefix="matih-tune-") as storage:
         tuner = tune.Tuner(
             trainable,
@@ -151,9 +183,12 @@ def tune_job(
                 search_alg=BasicVariantGenerator(random_state=spec.data.seed),
                 max_concurrent_trials=tuning.max_concurrent_trials,
             ),
-            run_config=tune.RunConfig(storage_path=storage, name="job", verbose=0),
+            run_config=tune.RunConfig(storage_path=storage, name="job", verbose=0, stop=Cancel()),
         )
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        finally:
+            _STOPS.pop(key, None)
         return [grid[i] for i in range(len(grid))]
 
 
