@@ -408,3 +408,55 @@ def test_importing_feast_leaves_prometheus_in_process(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not {"PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"} & set(os.environ)
+
+
+def test_a_job_fed_by_feast_registers_with_its_feature_lineage(services, tenant) -> None:
+    from matih_ml.training.runner import run_job
+
+    settings = services.settings
+    _make_repo(Path(settings.feast_repo(tenant)))
+    root = Path(settings.tenant_data_root(tenant))
+    root.mkdir(parents=True)
+    frame = _entity_rows()
+    # A label the features can learn: whether the spend known at that time is high.
+    spends = [
+        _as_of(STATS, c, t, STATS_TTL)
+        for c, t in zip(frame.customer_id, frame.event_timestamp, strict=True)
+    ]
+    frame["label"] = [int(r is not None and r["spend"] > 100) for r in spends]
+    frame.to_parquet(root / "entities.parquet")
+    spec = validate_job(
+        {
+            "name": "feast-job",
+            "model_name": "spenders",
+            "trainer": {"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+            "data": {
+                "kind": "feast",
+                "features": ["customer_stats:spend", "customer_profile:age"],
+                "entity_path": "entities.parquet",
+                "target": "label",
+                "holdout_fraction": 0.3,
+            },
+            "evaluation": {"primary_metric": "accuracy"},
+            "target_stage": "development",
+        }
+    )
+
+    result = run_job(services, tenant, spec, data_root=root, actor="fe")
+
+    assert result.status == "registered", result.reason
+    assert result.value is not None and result.value > 0.8
+    ages = [
+        _as_of(PROFILE, c, t, None)
+        for c, t in zip(frame.customer_id, frame.event_timestamp, strict=True)
+    ]
+    assert result.rows == sum(
+        s is not None and a is not None for s, a in zip(spends, ages, strict=True)
+    )
+    version = services.registry.get_version(tenant, "spenders", result.registered_version)
+    tags = version.tags
+    assert tags["feast.project"] == "shop"
+    assert tags["feast.features"] == "customer_stats:spend,customer_profile:age"
+    assert set(tags) >= {"feast.view.customer_stats", "feast.view.customer_profile"}
+    run = services.runs.get_run(tenant, result.parent_run_id)
+    assert run.data.tags["feast.view.customer_stats"] == tags["feast.view.customer_stats"]
