@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from conftest import open_production_gate
 from matih_ml.errors import ValidationError
 from matih_ml.store import lifecycle_store
+from matih_ml.training.context import JobContext
 from matih_ml.training.estimators import ROUNDS
 from matih_ml.training.runner import run_job
 from matih_ml.training.spec import validate_job
@@ -175,3 +176,29 @@ def _last_job_run(services, tenant: str) -> str:
         e for e in services.events.feed(tenant, limit=1000) if e["type"] == "MODEL_TRAINING_STARTED"
     ]
     return started[-1]["data"]["run_id"]
+
+
+def test_an_entry_point_trainer_runs_and_registers(services, tenant, table):
+    lines: list[str] = []
+    allowed = {"sample_trainers:forest", "sample_trainers:not_a_model"}
+    body = job(trainer={"kind": "entry_point", "entry_point": "sample_trainers:forest"})
+    body["trainer"]["params"] = {"trees": 30}
+    spec = validate_job(body, entry_points=allowed)
+
+    result = run_job(
+        services, tenant, spec, data_root=table, context=JobContext("job-ep", emit=lines.append)
+    )
+
+    assert result.status == "registered", result.reason
+    assert "fitting 30 trees" in lines
+    version = services.registry.get_version(tenant, "churn", result.registered_version)
+    assert version.tags["job_id"] == "job-ep"
+
+    bad = validate_job(
+        job(trainer={"kind": "entry_point", "entry_point": "sample_trainers:not_a_model"}),
+        entry_points=allowed,
+    )
+    with pytest.raises(ValidationError, match="returned str, not a fitted scikit-learn"):
+        run_job(services, tenant, bad, data_root=table)
+    with pytest.raises(ValidationError, match="allow-list"):
+        validate_job(body)  # not allowed by this operator
