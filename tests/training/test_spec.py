@@ -86,12 +86,6 @@ def feast_job() -> dict[str, Any]:
             "holdout_fraction": 0.3,
             "seed": 7,
         },
-        "tuning": {
-            "search_space": {"beta": {"choice": ["a", "b"]}},
-            "num_samples": 4,
-            "metric": "val/custom_loss",
-            "mode": "min",
-        },
         "evaluation": {"primary_metric": "roc_auc", "higher_is_better": True},
         "target_stage": "development",
     }
@@ -121,7 +115,7 @@ def test_feast_job_with_allowed_entry_point() -> None:
     assert spec.data.kind == "feast"
     assert spec.data.features == ["txn_stats:amount_7d", "user_profile:age"]
     assert spec.trainer.entry_point == ENTRY
-    assert spec.tuning is not None and spec.tuning.metric == "val/custom_loss"
+    assert spec.tuning is None
 
 
 def _set(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -232,3 +226,20 @@ def test_direct_parsing_without_an_allow_list_refuses_entry_points() -> None:
     with pytest.raises(PydanticValidationError) as caught:
         JobSpec.model_validate(feast_job())
     assert caught.value.errors()[0]["loc"] == ("trainer", "entry_point")
+
+
+@pytest.mark.parametrize("make", [pytorch_job, feast_job])
+def test_only_sklearn_trainers_can_be_tuned(make) -> None:
+    body = make()
+    metric = body["evaluation"]["primary_metric"]
+    mode = "min" if metric in ("rmse", "mae") else "max"
+    body["tuning"] = {
+        "search_space": {"alpha": {"uniform": [0.1, 1.0]}},
+        "num_samples": 2,
+        "metric": metric,
+        "mode": mode,
+    }
+    with pytest.raises(ValidationError) as caught:
+        validate_job(body, entry_points={ENTRY})
+    assert caught.value.details["field"] == "tuning"
+    assert "only sklearn trainers can be tuned" in caught.value.message

@@ -328,6 +328,11 @@ class JobSpec(_Spec):
             yield "target_stage", "only applies when register is true"
         if tuning is None:
             return
+        if trainer.kind != "sklearn":
+            # Trials of the built-in estimators report rounds that ASHA can stop; the MLP
+            # and entry points do not (yet).
+            yield "tuning", f"only sklearn trainers can be tuned, not {trainer.kind}"
+            return
         if tuning.metric != metric and reported is not None and tuning.metric not in reported:
             yield "tuning.metric", f"{tuning.metric!r} is not a metric the trainer reports"
         elif tuning.metric in METRICS:

@@ -69,12 +69,7 @@ def fit(
     ctx: JobContext,
 ) -> Trained | str:
     """Fit the job's model; a string says why no model came out (all trials failed)."""
-    kind = spec.trainer.kind
-    if spec.tuning is not None and kind != "sklearn":
-        raise ValidationError(
-            f"tuning: only sklearn trainers can be tuned yet, not {kind}",
-            details={"field": "tuning"},
-        )
+    kind = spec.trainer.kind  # the spec allows tuning for sklearn trainers only
     if kind == "sklearn":
         return _sklearn(services, tenant_id, spec, x_train, y_train, parent_id, ray_address, ctx)
     if kind == "pytorch":
