@@ -226,7 +226,7 @@ def _read(
     from matih_ml.training.features import read_features
 
     repo = Path(services.settings.feast_repo(tenant_id))
-    x, y, lineage = read_features(spec, repo, Path(str(data_root)))
+    x, y, lineage = read_features(spec, repo, data_root)
     views = ", ".join(f"{v['name']}@{v['version']}" for v in lineage.views)
     ctx.log(f"Feast: {len(x)} rows after the point-in-time join, views {views}")
     return x, y, lineage.as_tags()
@@ -313,9 +313,10 @@ def _register(
 ) -> None:
     metric, value = result.metric, result.value
     assert value is not None
-    example = x_hold.iloc[:_EXAMPLE_ROWS]
+    example: Any = x_hold.iloc[:_EXAMPLE_ROWS]
     if trained.framework == "pytorch":
-        example = example.astype(np.float32)  # what the module's forward takes
+        # MLflow traces the module ('pt2') with it: a float32 array, as forward takes.
+        example = example.to_numpy(np.float32)
     # Lineage: the version points at the job and its run, and at the Feast views read.
     tags = {**spec.tags, "job_id": job_id, "training_run_id": result.parent_run_id}
     tags.update(result.features)
