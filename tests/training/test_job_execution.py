@@ -68,6 +68,10 @@ def body(**overrides) -> dict:
     }
 
 
+def run_experiment(tenant: ApiTenant, job: dict) -> str:
+    return ok(tenant.viewer.get(f"/api/v1/runs/{job['parent_run_id']}"))["experiment_id"]
+
+
 def job_events(services, tenant: str, job_id: str) -> list[dict]:
     return [
         e
@@ -158,6 +162,11 @@ def test_a_running_tuning_job_is_cancelled_and_its_run_killed(acme, services) ->
     events = job_events(services, acme.tenant_id, job_id)
     assert events[-1]["data"]["outcome"]["status"] == "cancelled"
     assert ok(acme.viewer.get("/api/v1/models"))["items"] == []
+    # The trials that ran were logged as they reported, and end KILLED with the job.
+    runs = ok(acme.viewer.get(f"/api/v1/experiments/{run_experiment(acme, done)}/runs"))["items"]
+    trials = [r for r in runs if r["tags"].get("mlflow.parentRunId") == done["parent_run_id"]]
+    assert trials and all(r["status"] in ("KILLED", "FINISHED") for r in trials)
+    assert any(r["status"] == "KILLED" and r["tags"]["trial_state"] == "CANCELLED" for r in trials)
 
 
 def test_the_cli_submits_follows_and_reads_a_job(acme, services, settings, monkeypatch, tmp_path):

@@ -110,6 +110,33 @@ def test_tuning_job_registers_stages_and_nests_trials(services, tenant, table, l
         assert services.runs.get_run(tenant, trial.run_id).data.tags["trial_state"] == state
 
 
+def _production(services, tenant: str, table: Path, c: float) -> LogisticRegression:
+    """Version 1 of churn, in production: a LogisticRegression with this C."""
+    open_production_gate(services.lifecycle, tenant)
+    frame = pd.read_csv(table / "churn.csv")
+    model = LogisticRegression(C=c).fit(frame[FEATURES], frame["label"])
+    services.registry.register_model(
+        tenant, "churn", model, "sklearn", {"accuracy": 0.5}, {}, input_example=frame[FEATURES][:5]
+    )
+    for stage in ("staging", "production"):
+        services.lifecycle.transition_stage(tenant, "churn", "1", stage, actor="admin")
+    return model
+
+
+def test_a_model_that_beats_production_is_registered_and_staged(services, tenant, table):
+    _production(services, tenant, table, c=1e-6)  # the weak one is live
+    spec = validate_job(job())  # C=1: finds the signal
+
+    result = run_job(services, tenant, spec, data_root=table, actor="carol")
+
+    assert result.status == "registered", result.reason
+    assert result.baseline_version == "1" and result.registered_version == "2"
+    assert result.value > result.baseline_value + 0.2
+    assert result.reason.startswith(f"registered v2: accuracy {result.value:.4g} (baseline v1 ")
+    assert result.stage == "staging" and stage_of(services, tenant, "churn", "2") == "staging"
+    assert stage_of(services, tenant, "churn", "1") == "production"  # the gates decide the rest
+
+
 def test_weaker_model_than_production_is_not_registered(services, tenant, table):
     open_production_gate(services.lifecycle, tenant)
     frame = pd.read_csv(table / "churn.csv")

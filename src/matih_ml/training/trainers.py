@@ -23,7 +23,14 @@ from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.spec import REGRESSION_METRICS, REGRESSORS, JobSpec
-from matih_ml.training.tuning import TrialResult, best_trial, ensure_ray, log_trials, tune_job
+from matih_ml.training.tuning import (
+    LiveTrials,
+    TrialResult,
+    best_trial,
+    ensure_ray,
+    log_trials,
+    tune_job,
+)
 
 
 @dataclass
@@ -94,11 +101,17 @@ def _sklearn(
     if spec.tuning is not None:
         ensure_ray(ray_address)
         ctx.log(f"tuning: {spec.tuning.num_samples} trials, {spec.tuning.scheduler} scheduler")
+        live = LiveTrials(services, tenant_id, spec, parent_id, ctx.job_id or spec.name)
         results = tune_job(
-            spec, x_train, np.asarray(y_train), is_classifier(spec), should_stop=ctx.cancelled
+            spec,
+            x_train,
+            np.asarray(y_train),
+            is_classifier(spec),
+            should_stop=ctx.cancelled,
+            live=live,
         )
+        trials = log_trials(live, results, cancelled=ctx.cancelled())
         ctx.check()
-        trials = log_trials(services, tenant_id, spec, parent_id, results)
         stopped = sum(t.early_stopped for t in trials)
         ctx.log(f"tuning done: {len(trials)} trials, {stopped} stopped early")
         best = best_trial(spec, trials)

@@ -8,6 +8,7 @@ once Tune's results are back, nested under the job's parent run.
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from matih_ml.training.estimators import GROWS_TREES, ROUNDS
 from matih_ml.training.spec import JobSpec, SearchDim
 
 _STOPS: dict[str, Callable[[], bool]] = {}
+_LIVE: dict[str, LiveTrials] = {}
 VALIDATION_FRACTION = 0.2  # of the train split, for trials: the holdout stays unseen
 _PARENT_TAG = "mlflow.parentRunId"
 
@@ -80,6 +82,20 @@ def trial(
         tune.report({task["metric"]: est.score(task["metric"], model, x_val, y_val)})
 
 
+def _live_start(key: str, trial_id: str, config: dict[str, Any]) -> None:
+    live = _LIVE.get(key)
+    if live is not None:
+        live.started(trial_id, config)
+
+
+def _live_result(key: str, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+    live = _LIVE.get(key)
+    if live is not None and live.metric in result:
+        live.reported(
+            trial_id, config, int(result["training_iteration"]), float(result[live.metric])
+        )
+
+
 def _stopped(key: str) -> bool:
     # Module-level, so that cloudpickle sends a reference to it, not the flags.
     flag = _STOPS.get(key)
@@ -111,6 +127,59 @@ def ensure_ray(address: str | None) -> None:
     ray.init(address=target, **options)
 
 
+class LiveTrials:
+    """Each trial as a run nested under the job's run: created when Tune starts the
+    trial, fed each round as Tune reports it (so a long sweep can be watched), and ended
+    with its state by :func:`log_trials`."""
+
+    def __init__(
+        self, services: Services, tenant_id: str, spec: JobSpec, parent_id: str, job_id: str
+    ) -> None:
+        assert spec.tuning is not None
+        self.metric = spec.tuning.metric
+        self.runs: dict[str, str] = {}
+        self.steps: dict[str, set[int]] = {}
+        self._services, self._tenant, self._spec = services, tenant_id, spec
+        self._parent, self._job_id = parent_id, job_id
+        self._lock = threading.Lock()
+
+    def started(self, trial_id: str, config: dict[str, Any]) -> str:
+        """The trial's run, created on first sight."""
+        with self._lock:
+            if trial_id in self.runs:
+                return self.runs[trial_id]
+            n = len(self.runs)
+            spec = self._spec
+            run = self._services.runs.create_run(
+                self._tenant,
+                f"jobs/{spec.model_name}",
+                run_name=f"{spec.name}/trial-{n}",
+                tags={_PARENT_TAG: self._parent},
+                job_id=self._job_id,
+            )
+            run_id = self.runs[trial_id] = run.info.run_id
+            self.steps[trial_id] = set()
+        self._services.runs.log_batch(
+            self._tenant, run_id, params={**spec.trainer.params, **config}
+        )
+        return run_id
+
+    def reported(self, trial_id: str, config: dict[str, Any], step: int, value: float) -> None:
+        """One round of a trial."""
+        run_id = self.started(trial_id, config)
+        self._services.runs.log_batch(self._tenant, run_id, [MetricPoint(self.metric, value, step)])
+        self.steps[trial_id].add(step)
+
+    def finish(self, run_id: str, state: str, iterations: int, error: str | None) -> None:
+        """Tag the trial's state and end its run."""
+        tags = {"trial_state": state, "iterations": str(iterations)}
+        if error:
+            tags["error"] = error[:5000]
+        self._services.runs.log_batch(self._tenant, run_id, tags=tags)
+        status = "FAILED" if error else ("KILLED" if state == "CANCELLED" else "FINISHED")
+        self._services.runs.end_run(self._tenant, run_id, status)
+
+
 def tune_job(
     spec: JobSpec,
     x_train: pd.DataFrame,
@@ -118,12 +187,15 @@ def tune_job(
     classifier: bool,
     *,
     should_stop: Callable[[], bool] = lambda: False,
+    live: LiveTrials | None = None,
 ) -> list[Any]:
     """Run the search; return Tune's results (one per trial).
 
     ``should_stop`` is polled by Tune between results; once true, every trial stops.
+    ``live`` gets each trial's start and each of its rounds as Tune reports them.
     """
     from ray import tune
+    from ray.tune import Callback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
     from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.stopper import Stopper
@@ -161,6 +233,18 @@ def tune_job(
     # a key to the flag instead (it runs in this process, where the flag lives).
     key = uuid.uuid4().hex
     _STOPS[key] = should_stop
+    if live is not None:
+        _LIVE[key] = live
+
+    class Live(Callback):
+        # Tune calls these in the driver, as results arrive: trials are logged live.
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _live_start(key, trial.trial_id, dict(trial.config))
+
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            _live_result(key, trial.trial_id, dict(trial.config), result)
 
     class Cancel(Stopper):
         # A cancelled job stops its trials at their next report.
@@ -183,51 +267,54 @@ def tune_job(
                 search_alg=BasicVariantGenerator(random_state=spec.data.seed),
                 max_concurrent_trials=tuning.max_concurrent_trials,
             ),
-            run_config=tune.RunConfig(storage_path=storage, name="job", verbose=0, stop=Cancel()),
+            run_config=tune.RunConfig(
+                storage_path=storage, name="job", verbose=0, stop=Cancel(), callbacks=[Live()]
+            ),
         )
         try:
             grid = tuner.fit()
         finally:
             _STOPS.pop(key, None)
+            _LIVE.pop(key, None)
         return [grid[i] for i in range(len(grid))]
 
 
 def log_trials(
-    services: Services, tenant_id: str, spec: JobSpec, parent_id: str, results: list[Any]
+    live: LiveTrials, results: list[Any], *, cancelled: bool = False
 ) -> list[TrialResult]:
-    """Record each trial as a run nested under the parent, from the driver."""
-    assert spec.tuning is not None
-    metric = spec.tuning.metric
+    """End each trial's run with its state, from the driver once Tune is done.
+
+    Trials that reported were logged live; one that failed before its first report gets
+    its run here. After a cancel, the trials' runs end KILLED, and trials that never
+    started have none.
+    """
     trials: list[TrialResult] = []
-    for i, result in enumerate(results):
+    for result in results:
+        metrics = result.metrics or {}
+        if not metrics and result.error is None and result.config is None:
+            continue  # never started: the job was cancelled first
+        trial_id = str(metrics.get("trial_id") or uuid.uuid4().hex)
+        config = dict(result.config or {})
         history = result.metrics_dataframe
         points: list[MetricPoint] = []
-        if history is not None and metric in history:
-            for step, value in zip(history["training_iteration"], history[metric], strict=True):
-                points.append(MetricPoint(metric, float(value), int(step)))
+        if history is not None and live.metric in history:
+            for step, value in zip(
+                history["training_iteration"], history[live.metric], strict=True
+            ):
+                points.append(MetricPoint(live.metric, float(value), int(step)))
+        for p in points:  # rounds the callbacks missed (none, unless Tune dropped one)
+            if p.step not in live.steps.get(trial_id, ()):
+                live.reported(trial_id, config, p.step, p.value)
+        run_id = live.started(trial_id, config)
         iterations = len(points)
         error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
         # The trainable always reports ROUNDS times, so fewer without an error means the
         # scheduler stopped it (Tune's Result does not carry the trial's status).
         early = error is None and iterations < ROUNDS
-        config = dict(result.config)
-        run = services.runs.create_run(
-            tenant_id,
-            f"jobs/{spec.model_name}",
-            run_name=f"{spec.name}/trial-{i}",
-            tags={_PARENT_TAG: parent_id},
-            job_id=spec.name,
-        )
-        run_id = run.info.run_id
         state = "ERROR" if error else ("EARLY_STOPPED" if early else "TERMINATED")
-        services.runs.log_batch(
-            tenant_id,
-            run_id,
-            points,
-            params={**spec.trainer.params, **config},
-            tags={"trial_state": state, "iterations": str(iterations)},
-        )
-        services.runs.end_run(tenant_id, run_id, "FAILED" if error else "FINISHED")
+        if cancelled and not error and early:
+            state = "CANCELLED"
+        live.finish(run_id, state, iterations, error)
         last = points[-1].value if points else None
         trials.append(TrialResult(config, last, iterations, early, error, run_id))
     return trials
