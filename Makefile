@@ -4,16 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test lint format bench clean
+.PHONY: install install-browser run demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	# torch==2.13.0 is pinned in pyproject: the CPU build on this machine's disk.
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory install-browser
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The web pages' tests drive Debian's chromium (Playwright downloads no browser here).
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the web page tests"; \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "warning: chromium could not be installed; the web page tests will fail under CI=true"; }
 
 run: $(STAMP)
 	$(VENV)/bin/matih-ml serve --host $${MATIH_HOST:-127.0.0.1} --port $${MATIH_PORT:-8080}

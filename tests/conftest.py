@@ -26,7 +26,7 @@ from matih_ml.tracking import ExperimentTracker
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # The production profile's fixtures (PostgreSQL + S3 stacks, replicas, proxies).
-pytest_plugins = ["production.stack"]
+pytest_plugins = ["production.stack", "ui.browser"]
 
 
 def embedded_settings(data_dir: Path) -> Settings:

@@ -76,6 +76,7 @@ OWN_TENANT_ONLY = {
     ("POST", "/api/v1/webhooks"),
     ("GET", "/api/v1/events/schemas"),
     ("POST", "/api/v1/training-jobs"),
+    ("GET", "/api/v1/whoami"),
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 

@@ -24,11 +24,13 @@ from matih_ml.api.routes import (
     models,
     runs,
     serving,
+    session,
     training_jobs,
     webhooks,
 )
 from matih_ml.config import Settings
 from matih_ml.services import Services, build_services
+from matih_ml.ui import routes as ui_routes
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -93,9 +95,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         events,
         webhooks,
         training_jobs,
+        session,
     ):
         app.include_router(module.router)
     app.include_router(serving.metrics_router)
+    app.include_router(ui_routes.router)
+    app.mount("/ui/static", ui_routes.static_app(), name="ui-static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     _with_training_schemas(app)
     return app

@@ -1,0 +1,29 @@
+"""Who the caller is: its tenant, name and roles (the web pages' login uses it)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from matih_ml.api.deps import PrincipalDep
+from matih_ml.api.routes._common import ERRORS
+
+router = APIRouter(prefix="/api/v1", tags=["session"], responses=ERRORS)
+
+
+class WhoAmI(BaseModel):
+    tenant_id: str
+    subject: str
+    roles: list[str]
+    via: str
+
+
+@router.get("/whoami", response_model=WhoAmI)
+async def whoami(who: PrincipalDep) -> WhoAmI:
+    """The credential's tenant, subject and roles."""
+    return WhoAmI(
+        tenant_id=who.tenant_id,
+        subject=who.subject,
+        roles=sorted(r.value for r in who.roles),
+        via=who.via,
+    )

@@ -1,0 +1,1 @@
+"""The web pages under ``/ui/``: static files that call the API with the user's credential."""
