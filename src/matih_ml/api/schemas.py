@@ -438,6 +438,9 @@ class EvidenceCreate(BaseModel):
     min_agreement: float = Field(default=0.95, ge=0, le=1)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
     max_latency_ratio: float = Field(default=2.0, gt=0)
+    latency_slack_ms: float = Field(
+        default=5.0, ge=0, description="A staging p95 within this of production's passes"
+    )
 
 
 class EvidenceRead(BaseModel):

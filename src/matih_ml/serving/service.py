@@ -71,6 +71,9 @@ class EvidenceCriteria:
     min_agreement: float = 0.95
     max_error_rate: float = 0.01
     max_latency_ratio: float = 2.0
+    # Sub-millisecond models differ by scheduling noise: a p95 within this many ms of
+    # production's passes whatever the ratio.
+    latency_slack_ms: float = 5.0
 
 
 class PredictionService:
@@ -487,9 +490,10 @@ def judge(summary: TrafficSummary, criteria: EvidenceCriteria) -> list[str]:
         )
     if summary.production_p95_ms and summary.staging_p95_ms is not None:
         ratio = summary.staging_p95_ms / summary.production_p95_ms
-        if ratio > criteria.max_latency_ratio:
+        slower_by = summary.staging_p95_ms - summary.production_p95_ms
+        if ratio > criteria.max_latency_ratio and slower_by > criteria.latency_slack_ms:
             reasons.append(
-                f"staging p95 latency is {ratio:.2f}x production's, over "
-                f"{criteria.max_latency_ratio}x"
+                f"staging p95 latency is {ratio:.2f}x production's ({slower_by:.1f} ms "
+                f"slower), over {criteria.max_latency_ratio}x"
             )
     return reasons

@@ -223,7 +223,11 @@ def record_evidence(
     """Judge the staging version's live traffic and record it as the evaluation the
     staging→production gate reads (passed or not, with the reasons)."""
     criteria = EvidenceCriteria(
-        body.min_samples, body.min_agreement, body.max_error_rate, body.max_latency_ratio
+        body.min_samples,
+        body.min_agreement,
+        body.max_error_rate,
+        body.max_latency_ratio,
+        body.latency_slack_ms,
     )
     summary, evaluation, reasons = serving.record_evidence(
         who.tenant_id, model_id, body.kind, criteria, who.subject
