@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_history.py
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_serving.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache
