@@ -233,3 +233,31 @@ def test_a_pytorch_job_logs_each_epoch_live_checkpoints_under_the_tenant_and_reg
         services, tenant, spec, result.registered_version, holdout, frame["label"][:100]
     )
     assert again > 0.85
+
+
+def test_checkpoints_go_to_s3_in_the_production_profile(local_ray, data, s3_server) -> None:
+    from matih_ml.training.data import table_filesystem
+
+    client = s3_server.client()
+    client.create_bucket(Bucket="artifacts")
+    root = "s3://artifacts/acme/training-checkpoints"
+    filesystem, _ = table_filesystem(root)
+    x_train, y_train, _, _ = data
+
+    out = train_torch(
+        mlp_job(epochs=2, workers=1),
+        x_train,
+        y_train,
+        classifier=True,
+        storage_path=root,
+        storage_filesystem=filesystem,
+        run_name="job_s3",
+    )
+
+    assert out.checkpoint_path.startswith("s3://artifacts/acme/training-checkpoints/job_s3")
+    keys = [
+        o["Key"] for o in client.list_objects_v2(Bucket="artifacts", Prefix="acme/")["Contents"]
+    ]
+    assert any(
+        k.startswith("acme/training-checkpoints/job_s3/") and k.endswith(".pt") for k in keys
+    ), keys

@@ -142,7 +142,9 @@ def _pytorch(
     trainer = spec.trainer
     classifier = is_classifier(spec)
     root = f"{services.tenants.tenant_artifact_root(tenant_id)}/training-checkpoints"
-    filesystem, storage_path = table_filesystem(root)
+    filesystem, local = table_filesystem(root)
+    # train_torch takes the URI with its filesystem (and reports checkpoints as URIs).
+    storage_path = root if root.startswith("s3://") else local
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         # Logged live by step: an epoch re-run after a resume overwrites its point.
