@@ -37,6 +37,24 @@ def test_run_lifecycle_and_metric_history(acme) -> None:
     assert ended["status"] == "FAILED" and ended["params"] == {"lr": "0.1"}
 
 
+def test_a_metric_key_with_slashes_has_a_history(acme) -> None:
+    run_id = new_run(acme.editor, "exp-slash")
+    points = [{"key": "train/loss", "value": 1.0 / (s + 1), "step": s} for s in range(50)]
+    ok(acme.editor.post(f"/api/v1/runs/{run_id}/log-batch", json={"metrics": points}))
+    for key in ("train/loss", "train%2Floss"):
+        page = ok(acme.viewer.get(f"/api/v1/runs/{run_id}/metrics/{key}/history"))
+        assert [p["step"] for p in page["items"]] == list(range(50))
+        assert page["items"][0]["key"] == "train/loss"
+        chart = ok(
+            acme.viewer.get(
+                f"/api/v1/runs/{run_id}/metrics/{key}/history", params={"max_points": 10}
+            )
+        )
+        assert chart["key"] == "train/loss" and chart["total"] == 50
+    bad = error(acme.viewer.get(f"/api/v1/runs/{run_id}/metrics/train%2F..%2Fx/history"), 422)
+    assert bad["code"] == "VALIDATION_ERROR"
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -18,7 +18,8 @@ ModelId = Annotated[
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Run id (32 hex digits)")]
 Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="Version number")]
 ExperimentId = Annotated[str, Path(pattern=r"^[0-9]{1,18}$", description="Experiment id")]
-MetricKey = Annotated[str, Path(min_length=1, max_length=250, pattern=r"^[\w\-. :]+$")]
+# '/' is allowed, as in logging ("train/loss"): the route captures the key as a path.
+MetricKey = Annotated[str, Path(min_length=1, max_length=250, pattern=r"^[\w\-. :/]+$")]
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="API key id")]
 ArtifactPath = Annotated[str, Path(min_length=1, max_length=1024)]
 PageToken = Annotated[

@@ -66,7 +66,7 @@ def end_run(run_id: RunId, body: RunEnd, services: ServicesDep, who: Writer) -> 
 
 
 @router.get(
-    "/{run_id}/metrics/{key}/history", response_model=Page[MetricPointRead] | DownsampledRead
+    "/{run_id}/metrics/{key:path}/history", response_model=Page[MetricPointRead] | DownsampledRead
 )
 def metric_history(
     run_id: RunId,
