@@ -41,6 +41,13 @@ from matih_ml.tracking.metrics import log_metrics
 from matih_ml.tracking.run_reads import RunSummary, sql_engine, summaries
 
 _MAX_PAGE = 1000
+# A filtered page reads models in chunks of at least this many, and stops after reading
+# this many (or after this many calls to a store that is not SQL), answering what it
+# found with a token to go on from.
+_FILTER_CHUNK = 200
+_SCAN_BUDGET = 5000
+_MAX_FETCHES = 50
+_QUERY_MAX = 128
 
 
 def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, Any]:
@@ -62,6 +69,54 @@ _MAX_COMPARE = 1000
 class _Page:
     items: list[ModelMetadata]
     next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class _ModelFilter:
+    """The name and tag filters of a model list, checked, applied in Python."""
+
+    name_part: str | None = None
+    tag: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, q: str | None, tag: str | None) -> _ModelFilter:
+        """Check ``q`` (part of a name) and ``tag`` (``key=value``).
+
+        Raises:
+            ValidationError: Naming the field (``q`` or ``tag``).
+        """
+        name_part = None
+        if q:
+            if not isinstance(q, str) or len(q) > _QUERY_MAX:
+                raise ValidationError(
+                    f"q must be a string of at most {_QUERY_MAX} characters.",
+                    details={"field": "q", "limit": _QUERY_MAX},
+                )
+            name_part = q.casefold()
+        pair = None
+        if tag is not None:
+            key, sep, value = tag.partition("=") if isinstance(tag, str) else ("", "", "")
+            if not sep or not key:
+                raise ValidationError("tag must be written key=value.", details={"field": "tag"})
+            try:
+                pair = next(iter(validation.tags({key: value}).items()))
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"tag: {exc.message}", details={**exc.details, "field": "tag"}
+                ) from None
+        return cls(name_part, pair)
+
+    @property
+    def active(self) -> bool:
+        return self.name_part is not None or self.tag is not None
+
+    def matches(self, name: str, tags: dict[str, str] | None) -> bool:
+        if self.name_part is not None and self.name_part not in name.casefold():
+            return False
+        if self.tag is not None:
+            key, value = self.tag
+            return (tags or {}).get(key) == value
+        return True
 
 
 class RegistryService:
@@ -208,11 +263,28 @@ class RegistryService:
         framework: str | None = None,
         max_results: int = 100,
         page_token: str | None = None,
+        q: str | None = None,
+        tag: str | None = None,
     ) -> _Page:
         """Return one page of the tenant's models, ordered by name.
 
-        A stage filter is applied within the page, so a page may hold fewer than
-        ``max_results`` items while more follow; the token is what tells.
+        Args:
+            tenant_id: The tenant.
+            stage: Keep models that have a version in this stage.
+            framework: Keep models of this framework.
+            max_results: The page's size (1 to 1000).
+            page_token: From the previous page.
+            q: Keep models whose name contains this, ignoring case (at most 128 characters).
+            tag: ``key=value``: keep models with this user tag.
+
+        The search itself is confined to the tenant; the name, tag and stage filters are
+        applied to its results here, never written into a query. Filtered pages are
+        filled from the models that follow, so a page holds ``max_results`` items unless
+        the list ends, or a scan of ``_SCAN_BUDGET`` models found fewer (the token is
+        what tells whether more follow).
+
+        Raises:
+            ValidationError: For a bad filter, size or token (``details.field`` names it).
         """
         want_stage = parse_stage(stage) if stage else None
         fw = frameworks.parse_framework(framework) if framework else None
@@ -221,27 +293,50 @@ class RegistryService:
                 f"max_results must be between 1 and {_MAX_PAGE}.", details={"field": "max_results"}
             )
         page_token = validation.page_token(page_token)
+        keep = _ModelFilter.of(q, tag)
         engine = sql_engine(self._client)
         if engine is not None:
-            return self._list_models_sql(engine, tenant_id, want_stage, fw, max_results, page_token)
+            return self._list_models_sql(
+                engine, tenant_id, want_stage, fw, max_results, page_token, keep
+            )
+        filtered = want_stage is not None or keep.active
         with self._tenants.scope(tenant_id) as tenant:
-            with translated(bad_input=bool(page_token)):
-                models = self._client.search_registered_models(
-                    filter_string=queries.FRAMEWORK_FILTER[fw] if fw else None,
-                    max_results=max_results,
-                    order_by=["name ASC"],
-                    page_token=page_token or None,
+            selected: list[RegisteredModel] = []
+            token: str | None = page_token or None
+            scanned = fetches = 0
+            while True:
+                # Never more than the room left: a page of MLflow's ends where ours does,
+                # so its token is where the next page starts.
+                with translated(bad_input=bool(token)):
+                    models = self._client.search_registered_models(
+                        filter_string=queries.FRAMEWORK_FILTER[fw] if fw else None,
+                        max_results=max_results - len(selected),
+                        order_by=["name ASC"],
+                        page_token=token,
+                    )
+                selected.extend(
+                    rm
+                    for rm in models
+                    if keep.matches(rm.name, rm.tags)
+                    and (
+                        want_stage is None
+                        or any(stage_of(v) is want_stage for v in rm.latest_versions or [])
+                    )
                 )
-            selected = [
-                rm
-                for rm in models
-                if want_stage is None
-                or any(stage_of(v) is want_stage for v in rm.latest_versions or [])
-            ]
-            token = models.token
-            # MLflow's registry store hands out its token as bytes, its tracking store as str.
-            if isinstance(token, bytes):
-                token = token.decode("ascii")
+                token = models.token
+                # MLflow's registry store hands out its token as bytes, its tracking store
+                # as str.
+                if isinstance(token, bytes):
+                    token = token.decode("ascii")
+                scanned, fetches = scanned + len(models), fetches + 1
+                if (
+                    not filtered
+                    or not token
+                    or len(selected) >= max_results
+                    or scanned >= _SCAN_BUDGET
+                    or fetches >= _MAX_FETCHES
+                ):
+                    break
             return _Page(build_metadata(self._client, tenant, selected), token or None)
 
     def _list_models_sql(
@@ -252,24 +347,51 @@ class RegistryService:
         fw: frameworks.Framework | None,
         max_results: int,
         page_token: str | None,
+        keep: _ModelFilter,
     ) -> _Page:
         """:meth:`list_models_page` in a few queries of our own (the SQL stores)."""
         offset = model_reads.parse_token(page_token)
+        filtered = want_stage is not None or keep.active
+        # Filtered, the models are read in larger chunks: most may be left out.
+        chunk = max(max_results, _FILTER_CHUNK) if filtered else max_results
         with self._tenants.scope(tenant_id) as tenant:
-            models, more = model_reads.model_page(
-                engine, tenant, limit=max_results, offset=offset, framework=fw.value if fw else None
-            )
-            live = model_reads.versions(engine, tenant, [m.name for m in models])
-            if want_stage is not None:
-                staged = {v.name for v in live if is_complete(v) and stage_of(v) is want_stage}
-                models = [m for m in models if m.name in staged]
+            picked: list[model_reads.ModelRow] = []
+            live: list[model_reads.VersionRow] = []
+            scanned = 0
+            while True:
+                rows, more = model_reads.model_page(
+                    engine,
+                    tenant,
+                    limit=chunk,
+                    offset=offset,
+                    framework=fw.value if fw else None,
+                )
+                kept = [m for m in rows if keep.matches(m.name, m.tags)]
+                found = model_reads.versions(engine, tenant, [m.name for m in kept])
+                if want_stage is not None:
+                    staged = {v.name for v in found if is_complete(v) and stage_of(v) is want_stage}
+                    kept = [m for m in kept if m.name in staged]
+                room = max_results - len(picked)
+                if len(kept) > room:
+                    # The page is full within this chunk: the next starts after its last.
+                    kept = kept[:room]
+                    offset += rows.index(kept[-1]) + 1
+                    more = True
+                else:
+                    offset += len(rows)
+                picked.extend(kept)
+                names = {m.name for m in kept}
+                live.extend(v for v in found if v.name in names)
+                scanned += len(rows)
+                if not more or len(picked) >= max_results or scanned >= _SCAN_BUDGET:
+                    break
 
             def read_runs(run_ids: list[str]) -> dict[str, tuple[dict, dict]]:
                 found = summaries(engine, tenant, run_ids, None)
                 return {rid: (r.metrics, r.params) for rid, r in found.items()}
 
-            items = assemble_metadata(tenant, models, live, read_runs)
-        token = model_reads.make_token(offset + max_results) if more else None
+            items = assemble_metadata(tenant, picked, live, read_runs)
+        token = model_reads.make_token(offset) if more else None
         return _Page(items, token)
 
     def get_version(self, tenant_id: str, model_id: str, version: str | int) -> ModelVersionInfo:

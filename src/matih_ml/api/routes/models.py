@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
@@ -24,7 +28,8 @@ from matih_ml.api.schemas import (
     VersionRead,
 )
 from matih_ml.auth.principal import Permission
-from matih_ml.errors import ValidationError
+from matih_ml.errors import NotFoundError, ValidationError
+from matih_ml.mlflow_errors import translated
 from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import load_uploaded_model
 from matih_ml.services import Services
@@ -174,22 +179,41 @@ def _register_run(services: Services, tenant: str, subject: str, body: ModelCrea
     return ModelRead.of(landed or services.registry.require_model(tenant, body.name), v.version)
 
 
+_TAG_KEY = r"[\w\-. /:]+"
+NameQuery = Annotated[
+    str | None,
+    Query(max_length=128, description="Keep models whose name contains this (any case)"),
+]
+TagQuery = Annotated[
+    str | None,
+    Query(
+        max_length=5251,
+        pattern=rf"^{_TAG_KEY}=",
+        description="key=value: keep models with this tag (the key follows the tag key rule)",
+    ),
+]
+
+
 @router.get("", response_model=Page[ModelRead])
 def list_models(
     services: ServicesDep,
     who: Reader,
     stage: StageName | None = None,
     framework: FrameworkName | None = None,
+    q: NameQuery = None,
+    tag: TagQuery = None,
     page_token: PageToken = None,
     max_results: MaxResults = 100,
 ) -> Page[ModelRead]:
-    """List the tenant's models, by stage and framework."""
+    """List the tenant's models: by stage, framework, part of the name, and a tag."""
     page = services.registry.list_models_page(
         who.tenant_id,
         stage=stage,
         framework=framework,
         max_results=max_results,
         page_token=page_token,
+        q=q,
+        tag=tag,
     )
     return Page(items=[ModelRead.of(m) for m in page.items], next_page_token=page.next_page_token)
 
@@ -233,12 +257,46 @@ def list_versions(model_id: ModelId, services: ServicesDep, who: Reader) -> Page
     return Page(items=[VersionRead.of(v) for v in items])
 
 
-@router.get("/{model_id}/versions/{version}", response_model=VersionRead)
+class VersionWithCard(VersionRead):
+    model_card: str | None = Field(
+        default=None,
+        description="The version's model_card.md (with with_card=true; null if it has none)",
+    )
+
+
+_CARD_MAX = 1_000_000
+
+
+def _model_card(services: Services, tenant: str, v: VersionRead) -> str | None:
+    """The model card the registry wrote with the version, from its own copy of the files
+    (the training run does not hold it)."""
+    if not v.artifact_uri:
+        return None
+    with tempfile.TemporaryDirectory() as tmp, services.tenants.scope(tenant):
+        try:
+            with translated(f"model card of {v.model_id!r} v{v.version}"):
+                repo = get_artifact_repository(v.artifact_uri)
+                local = Path(repo.download_artifacts("model_card.md", tmp))
+        except (NotFoundError, OSError, ValueError):
+            return None
+        if not local.is_file():
+            return None
+        with local.open("rb") as f:
+            return f.read(_CARD_MAX).decode("utf-8", errors="replace")
+
+
+@router.get("/{model_id}/versions/{version}", response_model=VersionWithCard)
 def get_version(
-    model_id: ModelId, version: Version, services: ServicesDep, who: Reader
-) -> VersionRead:
-    """Get one version."""
-    return VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
+    model_id: ModelId,
+    version: Version,
+    services: ServicesDep,
+    who: Reader,
+    with_card: Annotated[bool, Query(description="Include the version's model card")] = False,
+) -> VersionWithCard:
+    """Get one version (and, asked, its model card: the registry's model_card.md)."""
+    v = VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
+    card = _model_card(services, who.tenant_id, v) if with_card else None
+    return VersionWithCard(**v.model_dump(), model_card=card)
 
 
 @router.delete("/{model_id}/versions/{version}", status_code=204)
