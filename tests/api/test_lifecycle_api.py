@@ -200,3 +200,16 @@ def test_register_stage_setting_lands_new_versions_through_the_gates(
         assert ok(acme.viewer.get("/api/v1/models/churn/versions/2"))["stage"] == "development"
     finally:
         server.stop()
+
+
+def test_the_version_list_carries_the_stage_aliases(acme, saved_sklearn_model) -> None:
+    _two_versions(acme, saved_sklearn_model)
+    ok(acme.editor.put(STAGE, json={"version": "1", "stage": "staging"}))
+    ok(acme.editor.put(STAGE, json={"version": "2", "stage": "staging"}))
+    listed = ok(acme.viewer.get("/api/v1/models/churn/versions"))["items"]
+    aliases = {v["version"]: v["aliases"] for v in listed}
+    single = {
+        n: ok(acme.viewer.get(f"/api/v1/models/churn/versions/{n}"))["aliases"] for n in aliases
+    }
+    assert aliases == single
+    assert "staging" in aliases["2"] and "staging" not in aliases["1"]

@@ -4,13 +4,11 @@ the API call. Registration itself is in :mod:`matih_ml.registry.registration`.""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from sqlalchemy import Engine
 
 from matih_ml import validation
 from matih_ml.backend import MlflowBackend
@@ -18,8 +16,8 @@ from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.events.catalog import EventType
 from matih_ml.events.outbox import EventLog, Pending
 from matih_ml.mlflow_errors import translated
-from matih_ml.registry import frameworks, model_reads, queries
 from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
+from matih_ml.registry.listing import MAX_PAGE, ModelLister, ModelPage
 from matih_ml.registry.metadata import (
     TAG_ARTIFACT_URI,
     ModelMetadata,
@@ -27,9 +25,8 @@ from matih_ml.registry.metadata import (
     Stage,
 )
 from matih_ml.registry.registration import Registrar
-from matih_ml.registry.stages import parse_stage, stage_of, write_stage
+from matih_ml.registry.stages import stage_of, write_stage
 from matih_ml.registry.views import (
-    assemble_metadata,
     build_metadata,
     is_complete,
     search_runs,
@@ -39,15 +36,6 @@ from matih_ml.registry.views import (
 from matih_ml.tenancy import TenantDirectory, validate_tenant_id
 from matih_ml.tracking.metrics import log_metrics
 from matih_ml.tracking.run_reads import RunSummary, sql_engine, summaries
-
-_MAX_PAGE = 1000
-# A filtered page reads models in chunks of at least this many, and stops after reading
-# this many (or after this many calls to a store that is not SQL), answering what it
-# found with a token to go on from.
-_FILTER_CHUNK = 200
-_SCAN_BUDGET = 5000
-_MAX_FETCHES = 50
-_QUERY_MAX = 128
 
 
 def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, Any]:
@@ -65,60 +53,6 @@ def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, A
 _MAX_COMPARE = 1000
 
 
-@dataclass(frozen=True)
-class _Page:
-    items: list[ModelMetadata]
-    next_page_token: str | None
-
-
-@dataclass(frozen=True)
-class _ModelFilter:
-    """The name and tag filters of a model list, checked, applied in Python."""
-
-    name_part: str | None = None
-    tag: tuple[str, str] | None = None
-
-    @classmethod
-    def of(cls, q: str | None, tag: str | None) -> _ModelFilter:
-        """Check ``q`` (part of a name) and ``tag`` (``key=value``).
-
-        Raises:
-            ValidationError: Naming the field (``q`` or ``tag``).
-        """
-        name_part = None
-        if q:
-            if not isinstance(q, str) or len(q) > _QUERY_MAX:
-                raise ValidationError(
-                    f"q must be a string of at most {_QUERY_MAX} characters.",
-                    details={"field": "q", "limit": _QUERY_MAX},
-                )
-            name_part = q.casefold()
-        pair = None
-        if tag is not None:
-            key, sep, value = tag.partition("=") if isinstance(tag, str) else ("", "", "")
-            if not sep or not key:
-                raise ValidationError("tag must be written key=value.", details={"field": "tag"})
-            try:
-                pair = next(iter(validation.tags({key: value}).items()))
-            except ValidationError as exc:
-                raise ValidationError(
-                    f"tag: {exc.message}", details={**exc.details, "field": "tag"}
-                ) from None
-        return cls(name_part, pair)
-
-    @property
-    def active(self) -> bool:
-        return self.name_part is not None or self.tag is not None
-
-    def matches(self, name: str, tags: dict[str, str] | None) -> bool:
-        if self.name_part is not None and self.name_part not in name.casefold():
-            return False
-        if self.tag is not None:
-            key, value = self.tag
-            return (tags or {}).get(key) == value
-        return True
-
-
 class RegistryService:
     """Tenant-scoped model registry on MLflow (synchronous).
 
@@ -132,6 +66,7 @@ class RegistryService:
         self._client = backend.client
         self._tenants = tenants
         self._registrar = Registrar(self._client, tenants)
+        self._lister = ModelLister(self._client, tenants)
         self.events = events
 
     # ----------------------------------------------------------------- registration
@@ -248,7 +183,7 @@ class RegistryService:
         token: str | None = None
         while True:
             page = self.list_models_page(
-                tenant_id, stage=stage, framework=framework, max_results=_MAX_PAGE, page_token=token
+                tenant_id, stage=stage, framework=framework, max_results=MAX_PAGE, page_token=token
             )
             items.extend(page.items)
             token = page.next_page_token
@@ -265,134 +200,17 @@ class RegistryService:
         page_token: str | None = None,
         q: str | None = None,
         tag: str | None = None,
-    ) -> _Page:
-        """Return one page of the tenant's models, ordered by name.
-
-        Args:
-            tenant_id: The tenant.
-            stage: Keep models that have a version in this stage.
-            framework: Keep models of this framework.
-            max_results: The page's size (1 to 1000).
-            page_token: From the previous page.
-            q: Keep models whose name contains this, ignoring case (at most 128 characters).
-            tag: ``key=value``: keep models with this user tag.
-
-        The search itself is confined to the tenant; the name, tag and stage filters are
-        applied to its results here, never written into a query. Filtered pages are
-        filled from the models that follow, so a page holds ``max_results`` items unless
-        the list ends, or a scan of ``_SCAN_BUDGET`` models found fewer (the token is
-        what tells whether more follow).
-
-        Raises:
-            ValidationError: For a bad filter, size or token (``details.field`` names it).
-        """
-        want_stage = parse_stage(stage) if stage else None
-        fw = frameworks.parse_framework(framework) if framework else None
-        if not 1 <= max_results <= _MAX_PAGE:
-            raise ValidationError(
-                f"max_results must be between 1 and {_MAX_PAGE}.", details={"field": "max_results"}
-            )
-        page_token = validation.page_token(page_token)
-        keep = _ModelFilter.of(q, tag)
-        engine = sql_engine(self._client)
-        if engine is not None:
-            return self._list_models_sql(
-                engine, tenant_id, want_stage, fw, max_results, page_token, keep
-            )
-        filtered = want_stage is not None or keep.active
-        with self._tenants.scope(tenant_id) as tenant:
-            selected: list[RegisteredModel] = []
-            token: str | None = page_token or None
-            scanned = fetches = 0
-            while True:
-                # Never more than the room left: a page of MLflow's ends where ours does,
-                # so its token is where the next page starts.
-                with translated(bad_input=bool(token)):
-                    models = self._client.search_registered_models(
-                        filter_string=queries.FRAMEWORK_FILTER[fw] if fw else None,
-                        max_results=max_results - len(selected),
-                        order_by=["name ASC"],
-                        page_token=token,
-                    )
-                selected.extend(
-                    rm
-                    for rm in models
-                    if keep.matches(rm.name, rm.tags)
-                    and (
-                        want_stage is None
-                        or any(stage_of(v) is want_stage for v in rm.latest_versions or [])
-                    )
-                )
-                token = models.token
-                # MLflow's registry store hands out its token as bytes, its tracking store
-                # as str.
-                if isinstance(token, bytes):
-                    token = token.decode("ascii")
-                scanned, fetches = scanned + len(models), fetches + 1
-                if (
-                    not filtered
-                    or not token
-                    or len(selected) >= max_results
-                    or scanned >= _SCAN_BUDGET
-                    or fetches >= _MAX_FETCHES
-                ):
-                    break
-            return _Page(build_metadata(self._client, tenant, selected), token or None)
-
-    def _list_models_sql(
-        self,
-        engine: Engine,
-        tenant_id: str,
-        want_stage: Stage | None,
-        fw: frameworks.Framework | None,
-        max_results: int,
-        page_token: str | None,
-        keep: _ModelFilter,
-    ) -> _Page:
-        """:meth:`list_models_page` in a few queries of our own (the SQL stores)."""
-        offset = model_reads.parse_token(page_token)
-        filtered = want_stage is not None or keep.active
-        # Filtered, the models are read in larger chunks: most may be left out.
-        chunk = max(max_results, _FILTER_CHUNK) if filtered else max_results
-        with self._tenants.scope(tenant_id) as tenant:
-            picked: list[model_reads.ModelRow] = []
-            live: list[model_reads.VersionRow] = []
-            scanned = 0
-            while True:
-                rows, more = model_reads.model_page(
-                    engine,
-                    tenant,
-                    limit=chunk,
-                    offset=offset,
-                    framework=fw.value if fw else None,
-                )
-                kept = [m for m in rows if keep.matches(m.name, m.tags)]
-                found = model_reads.versions(engine, tenant, [m.name for m in kept])
-                if want_stage is not None:
-                    staged = {v.name for v in found if is_complete(v) and stage_of(v) is want_stage}
-                    kept = [m for m in kept if m.name in staged]
-                room = max_results - len(picked)
-                if len(kept) > room:
-                    # The page is full within this chunk: the next starts after its last.
-                    kept = kept[:room]
-                    offset += rows.index(kept[-1]) + 1
-                    more = True
-                else:
-                    offset += len(rows)
-                picked.extend(kept)
-                names = {m.name for m in kept}
-                live.extend(v for v in found if v.name in names)
-                scanned += len(rows)
-                if not more or len(picked) >= max_results or scanned >= _SCAN_BUDGET:
-                    break
-
-            def read_runs(run_ids: list[str]) -> dict[str, tuple[dict, dict]]:
-                found = summaries(engine, tenant, run_ids, None)
-                return {rid: (r.metrics, r.params) for rid, r in found.items()}
-
-            items = assemble_metadata(tenant, picked, live, read_runs)
-        token = model_reads.make_token(offset) if more else None
-        return _Page(items, token)
+    ) -> ModelPage:
+        """One page of the tenant's models, ordered by name (see :meth:`ModelLister.page`)."""
+        return self._lister.page(
+            tenant_id,
+            stage=stage,
+            framework=framework,
+            max_results=max_results,
+            page_token=page_token,
+            q=q,
+            tag=tag,
+        )
 
     def get_version(self, tenant_id: str, model_id: str, version: str | int) -> ModelVersionInfo:
         """Return one version of a model.
@@ -409,8 +227,15 @@ class RegistryService:
         """Return every version of a model, newest first."""
         name = validation.model_name(model_id)
         with self._tenants.scope(tenant_id) as tenant:
-            self._get_registered(name)
-            return [version_info(tenant, mv) for mv in versions_of(self._client, [name])]
+            rm = self._get_registered(name)
+            infos = [version_info(tenant, mv) for mv in versions_of(self._client, [name])]
+        # MLflow's version search leaves aliases out; the model holds them all.
+        by_version: dict[str, list[str]] = {}
+        for alias, number in (rm.aliases or {}).items():
+            by_version.setdefault(str(number), []).append(alias)
+        for info in infos:
+            info.aliases = sorted(by_version.get(info.version, []))
+        return infos
 
     # --------------------------------------------------------------------- changes
 
