@@ -33,3 +33,36 @@ def test_pages_carry_a_strict_content_security_policy(api) -> None:
         assert "connect-src 'self'" in r.headers["content-security-policy"]
     assert httpx.get(api.url + "/ui", follow_redirects=False).status_code == 307
     assert httpx.get(api.url + "/ui/static/../routes.py").status_code == 404
+
+
+def test_log_in_with_a_jwt(browser, services) -> None:
+    import time
+    from dataclasses import replace
+
+    import jwt as pyjwt
+
+    from conftest import LiveServer
+    from matih_ml.api.app import create_app
+    from matih_ml.auth.jwt_tokens import JwtVerifier
+    from ui.browser import Page
+
+    secret = "ui-test-secret-that-is-long-enough-for-hs256"
+    settings = services.settings.model_copy(update={"jwt_secret": secret})
+    server = LiveServer(
+        create_app(services=replace(services, settings=settings, jwt=JwtVerifier(settings)))
+    )
+    tenant = services.tenants.create_tenant(new_tenant_id("uj")).tenant_id
+    token = pyjwt.encode(
+        {"sub": "alice", "tenant_id": tenant, "roles": ["approver"], "exp": int(time.time()) + 300},
+        secret,
+        algorithm="HS256",
+    )
+    context = browser.new_context()
+    try:
+        page = Page(context, server.url)
+        page.login(token)
+        assert f"alice @ {tenant} (approver)" in page.text("#who")
+        assert not page.problems, page.problems
+    finally:
+        context.close()
+        server.stop()
