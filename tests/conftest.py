@@ -152,6 +152,21 @@ def other_tenant(tenants: TenantDirectory) -> str:
     return tenants.create_tenant(new_tenant_id("o")).tenant_id
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray (2 CPUs) for a module; shut down here only (never `ray stop`: other
+    test runs on the machine may have a Ray of their own)."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Ray Train V2's controller takes one report per poll (2 s by default); the
+        # driver passes this to the controller when fit() starts.
+        mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def xy() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)

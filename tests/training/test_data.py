@@ -25,17 +25,6 @@ ROOT = f"s3://{BUCKET}/training/acme"
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the module; shut down here only (never `ray stop`: other test
-    runs on the machine may have a Ray of their own)."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """moto's S3 server for the module, and the environment the service reads."""
     server = MotoS3(tmp_path_factory.mktemp("moto") / "moto.log")

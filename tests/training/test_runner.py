@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,6 @@ from matih_ml.training.runner import run_job
 from matih_ml.training.spec import validate_job
 
 FEATURES = [f"f{i}" for i in range(8)]
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the module; shut down here only (never `ray stop`: other test
-    runs on the machine may have a Ray of their own)."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +17,6 @@ from matih_ml.training.spec import JobSpec, validate_job
 from matih_ml.training.torch_train import TorchOutcome, TrainingCancelled, train_torch
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the module; shut down here only (never `ray stop`: other test
-    runs on the machine may have a Ray of their own)."""
-    import ray
-
-    with pytest.MonkeyPatch.context() as mp:
-        # Train V2's controller takes one report per poll (2 s by default); the driver
-        # passes this to the controller when fit() starts.
-        mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        yield
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
