@@ -244,6 +244,12 @@ def test_drifted_input_raises_exactly_one_drift_event(acme, models) -> None:
     calm = ok(acme.viewer.get("/api/v1/models/drifty/monitoring"))
     assert calm["reference"] and calm["alarms"]["drift"] is False
     assert max(f["psi"] for f in calm["features"].values()) < 0.2
+    assert calm["thresholds"] == {
+        "psi": 0.2,
+        "ks_pvalue": 0.01,
+        "prediction_shift": 2.0,
+        "error_rate": 0.01,
+    }
     assert _events(acme, "MODEL_DRIFT_DETECTED") == []
     for i in range(15):
         _predict(acme, "drifty", _frame(300 + i, 20, shift=3.0))

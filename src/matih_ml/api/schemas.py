@@ -463,3 +463,6 @@ class MonitoringRead(BaseModel):
     reference: bool = Field(description="Whether a reference profile was stored at registration")
     alarms: dict[str, bool | None]
     episodes: dict[str, int]
+    thresholds: dict[str, float] = Field(
+        default={}, description="Where each check goes into alarm (psi, ks_pvalue, ...)"
+    )

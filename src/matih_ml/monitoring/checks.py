@@ -66,6 +66,7 @@ class Figures:
     reference: bool = False
     alarms: dict[str, bool | None] = field(default_factory=dict)
     episodes: dict[str, int] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 class Monitor:
@@ -89,6 +90,13 @@ class Monitor:
         """The figures of one window against its reference profile."""
         t = self.thresholds
         f = Figures(sla_ms=sla_ms, reference=profile is not None)
+        # What the alarms are judged against, so that a page shows the real lines.
+        f.thresholds = {
+            "psi": t.psi,
+            "ks_pvalue": t.ks_pvalue,
+            "prediction_shift": t.prediction_shift,
+            "error_rate": t.error_rate,
+        }
         if window is None:
             f.alarms = dict.fromkeys(CHECKS)
             return f

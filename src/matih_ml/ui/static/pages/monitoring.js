@@ -9,10 +9,18 @@ const CHECKS = {
   latency: "Latency",
   error_rate: "Error rate",
 };
-// The documented thresholds (docs/serving.md); the API returns only the SLA.
-const PSI_ALARM = 0.2;
-const KS_ALARM = 0.01;
-const ERROR_ALARM = 0.01;
+// The documented thresholds (docs/serving.md), replaced by the ones each answer of the
+// monitoring endpoint carries (the server's own).
+let PSI_ALARM = 0.2;
+let KS_ALARM = 0.01;
+let ERROR_ALARM = 0.01;
+
+function useThresholds(f) {
+  const t = (f && f.thresholds) || {};
+  if (typeof t.psi === "number") PSI_ALARM = t.psi;
+  if (typeof t.ks_pvalue === "number") KS_ALARM = t.ks_pvalue;
+  if (typeof t.error_rate === "number") ERROR_ALARM = t.error_rate;
+}
 const PARALLEL = 4;
 
 export async function render(main, { parts, query }) {
@@ -62,6 +70,7 @@ function overviewRow(m, r) {
   }
   if (!r.ok) return row(h("td", {}, ""), h("td", { colspan: 6 }, errorBox(r.error)));
   const f = r.data;
+  useThresholds(f);
   const version = h("td", {}, `v${f.version} `, badge("production"));
   if (!f.requests) {
     return row(version, h("td", { colspan: 6, class: "no-traffic" }, "No traffic yet."));
@@ -129,6 +138,7 @@ function fillPanel(panel, v, r) {
   panel.append(h("h2", {}, `Version ${v.version} `, badge(v.stage)));
   if (!r.ok) { panel.append(errorBox(r.error)); return; }
   const f = r.data;
+  useThresholds(f);
   if (!f.requests) {
     panel.append(h("p", { class: "no-traffic" },
       `No traffic yet: version ${v.version} has answered no request in this replica's window.`));
