@@ -93,6 +93,10 @@ class JobExecutor:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        if not self._running:
+            from matih_ml.training.tuning import shutdown_ray
+
+            shutdown_ray()
 
     def wake(self) -> None:
         """Look for queued jobs now."""

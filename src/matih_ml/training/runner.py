@@ -355,6 +355,7 @@ def _register(
                 reason=f"training job {spec.name} ({job_id})",
             )
             result.stage = spec.target_stage
+            result.reason += f"; moved to {spec.target_stage}"
         except GateFailedError as exc:
             result.gate_reasons = [str(r) for r in exc.details.get("reasons", [])] or [exc.message]
             result.reason += f"; the {spec.target_stage} gate refused: " + "; ".join(

@@ -25,6 +25,7 @@ from matih_ml.training.data import split
 from matih_ml.training.estimators import GROWS_TREES, ROUNDS
 from matih_ml.training.spec import JobSpec, SearchDim
 
+_STARTED_HERE = False  # whether ensure_ray() connected this process to Ray
 _STOPS: dict[str, Callable[[], bool]] = {}
 _LIVE: dict[str, LiveTrials] = {}
 VALIDATION_FRACTION = 0.2  # of the train split, for trials: the holdout stays unseen
@@ -116,8 +117,10 @@ def _distribution(dim: SearchDim) -> Any:
 
 
 def ensure_ray(address: str | None) -> None:
+    """Connect to Ray (``address``'s cluster, or a local one) unless already connected."""
     import ray
 
+    global _STARTED_HERE
     if ray.is_initialized():
         return
     target = address or "local"
@@ -125,6 +128,19 @@ def ensure_ray(address: str | None) -> None:
     if target == "local":
         options["num_cpus"] = 2  # the service's host is shared: do not take every core
     ray.init(address=target, **options)
+    _STARTED_HERE = True
+
+
+def shutdown_ray() -> None:
+    """Disconnect from Ray if :func:`ensure_ray` connected (a local Ray stops with it:
+    its agents would otherwise outlive the service)."""
+    global _STARTED_HERE
+    if not _STARTED_HERE:
+        return
+    import ray
+
+    ray.shutdown()
+    _STARTED_HERE = False
 
 
 class LiveTrials:
