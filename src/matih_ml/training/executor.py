@@ -93,10 +93,6 @@ class JobExecutor:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        if not self._running:
-            from matih_ml.training.tuning import shutdown_ray
-
-            shutdown_ray()
 
     def wake(self) -> None:
         """Look for queued jobs now."""
@@ -111,6 +107,15 @@ class JobExecutor:
     # ------------------------------------------------------------------ threads
 
     def _work(self) -> None:
+        try:
+            self._loop()
+        finally:
+            from matih_ml.training import tuning
+
+            if tuning.started_ray_here():  # its local Ray must stop before this thread
+                tuning.shutdown_ray()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 job = self._jobs.claim(self.worker_id)
