@@ -72,7 +72,13 @@ def serve(
     ] = False,
 ) -> None:
     """Start the REST API (on the embedded default unless MLFLOW_TRACKING_URI is set)."""
+    import os
+
     import uvicorn
+
+    # A service's log is not a terminal: MLflow's download progress bars (training jobs'
+    # baselines, gate checks) would fill it. An operator's own value wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     from matih_ml.api.app import create_app
     from matih_ml.bootstrap import bootstrap_demo
