@@ -248,13 +248,18 @@ class JobService:
 
     def claim(self, worker: str) -> Job | None:
         """Take the oldest queued job for ``worker``; None when there is none."""
-        oldest = (
+        first = (
             select(TrainingJobRow.job_id)
             .where(TrainingJobRow.status == "queued")
             .order_by(TrainingJobRow.created_at, TrainingJobRow.job_id)
             .limit(1)
-            .scalar_subquery()
         )
+        oldest = first.scalar_subquery()
+        # Idle executors poll every second: a read first, so that an empty queue costs
+        # no write (on SQLite a write takes the whole database's lock).
+        with self._db.uow() as s:
+            if s.scalar(first) is None:
+                return None
         at = lifecycle_store.now()
         with self._db.uow() as s:
             # One statement, a write first: two executors cannot both take a job (the
@@ -340,10 +345,14 @@ class JobService:
         """Fail running jobs whose executor stopped beating ``stale_s`` ago."""
         cutoff = lifecycle_store.now() - timedelta(seconds=stale_s)
         reason = f"interrupted: its executor stopped (no heartbeat for {stale_s:g} s)"
+        stale = (TrainingJobRow.status == "running", TrainingJobRow.heartbeat_at < cutoff)
+        with self._db.uow() as s:  # a read first: this runs every heartbeat, and is rarely due
+            if s.scalar(select(TrainingJobRow.job_id).where(*stale).limit(1)) is None:
+                return []
         with self._db.uow() as s:
             ids = s.scalars(
                 update(TrainingJobRow)
-                .where(TrainingJobRow.status == "running", TrainingJobRow.heartbeat_at < cutoff)
+                .where(*stale)
                 .values(
                     status="failed",
                     outcome="failed",
