@@ -51,6 +51,7 @@ def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, A
 
 
 _MAX_COMPARE = 1000
+_CARD_MAX = 1_000_000  # bytes of a model card returned
 
 
 class RegistryService:
@@ -276,6 +277,32 @@ class RegistryService:
             with translated(f"artifacts of {name!r} v{number}"):
                 get_artifact_repository(uri).download_artifacts("", str(dest))
         return dest
+
+    def model_card(self, tenant_id: str, model_id: str, version: str | int) -> str | None:
+        """The version's ``model_card.md``, from the registry's own copy of its files
+        (the training run does not hold it); None if it has none.
+
+        Raises:
+            NotFoundError: If the model or the version does not exist in this tenant.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        with tempfile.TemporaryDirectory() as tmp, self._tenants.scope(tenant_id):
+            mv = self._get_version(name, number)
+            uri = (mv.tags or {}).get(TAG_ARTIFACT_URI)
+            if not uri:
+                return None
+            try:
+                with translated(f"model card of {name!r} v{number}"):
+                    local = Path(
+                        get_artifact_repository(uri).download_artifacts("model_card.md", tmp)
+                    )
+            except (NotFoundError, OSError, ValueError):
+                return None
+            if not local.is_file():
+                return None
+            with local.open("rb") as f:
+                return f.read(_CARD_MAX).decode("utf-8", errors="replace")
 
     def prediction_check(
         self, tenant_id: str, model_id: str, version: str, *, require_example: bool

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
@@ -28,8 +25,7 @@ from matih_ml.api.schemas import (
     VersionRead,
 )
 from matih_ml.auth.principal import Permission
-from matih_ml.errors import NotFoundError, ValidationError
-from matih_ml.mlflow_errors import translated
+from matih_ml.errors import ValidationError
 from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import load_uploaded_model
 from matih_ml.services import Services
@@ -264,27 +260,6 @@ class VersionWithCard(VersionRead):
     )
 
 
-_CARD_MAX = 1_000_000
-
-
-def _model_card(services: Services, tenant: str, v: VersionRead) -> str | None:
-    """The model card the registry wrote with the version, from its own copy of the files
-    (the training run does not hold it)."""
-    if not v.artifact_uri:
-        return None
-    with tempfile.TemporaryDirectory() as tmp, services.tenants.scope(tenant):
-        try:
-            with translated(f"model card of {v.model_id!r} v{v.version}"):
-                repo = get_artifact_repository(v.artifact_uri)
-                local = Path(repo.download_artifacts("model_card.md", tmp))
-        except (NotFoundError, OSError, ValueError):
-            return None
-        if not local.is_file():
-            return None
-        with local.open("rb") as f:
-            return f.read(_CARD_MAX).decode("utf-8", errors="replace")
-
-
 @router.get("/{model_id}/versions/{version}", response_model=VersionWithCard)
 def get_version(
     model_id: ModelId,
@@ -295,7 +270,7 @@ def get_version(
 ) -> VersionWithCard:
     """Get one version (and, asked, its model card: the registry's model_card.md)."""
     v = VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
-    card = _model_card(services, who.tenant_id, v) if with_card else None
+    card = services.registry.model_card(who.tenant_id, model_id, version) if with_card else None
     return VersionWithCard(**v.model_dump(), model_card=card)
 
 
