@@ -7,6 +7,10 @@ deletion takes the tenant's next event sequence number in its own transaction
 promotion is therefore served within ``check_s`` (0.25 s by default) plus one load, on
 every replica, with no restart and no reload per request. In the replica that made the
 change, the event log's commit hook drops the tenant's resolutions at once.
+
+A resolution carries the version's stage as our store records it, so that who may load
+it (:func:`loadable_by_viewer`) is decided from the same cached answer: a stage target
+costs nothing more, a version or alias target one read of the model's stages per miss.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from matih_ml.store.models import EventSequenceRow
 from matih_ml.tenancy import TenantDirectory
 
 _STAGES = {Stage.PRODUCTION.value, Stage.STAGING.value}
+# The stages anyone who may read a model may score; other versions need an editor.
+SERVED_STAGES = frozenset(_STAGES)
 
 
 class WouldBlock(Exception):
@@ -81,6 +87,28 @@ PRODUCTION = Target("stage", Stage.PRODUCTION.value)
 STAGING = Target("stage", Stage.STAGING.value)
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A target's version now, with that version's stage as our store records it."""
+
+    version: str
+    stage: str
+
+
+def loadable_by_viewer(target: Target | None, resolved: Resolved | None) -> bool:
+    """Whether a caller who may only read may have ``resolved`` loaded and scored.
+
+    A stage target (or none: production, or A/B's staging) names a served version by
+    definition. A version or alias target is allowed when the version it names is in
+    staging or production now. A version never promoted, or one moved out, runs only for
+    editors: loading a model is the riskiest thing the service does, and a version nobody
+    vouched for is an editor's work in progress.
+    """
+    if target is None or target.kind == "stage" or resolved is None:
+        return True
+    return resolved.stage in SERVED_STAGES
+
+
 class VersionResolver:
     """Resolves targets to version numbers, with the cheap staleness check above."""
 
@@ -99,7 +127,7 @@ class VersionResolver:
         self._check_s = check_s
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, int]] = {}  # tenant -> (checked at, sequence)
-        self._cache: dict[tuple[str, str, Target], str | None] = {}
+        self._cache: dict[tuple[str, str, Target], Resolved | None] = {}
 
     def resolve(
         self, tenant_id: str, model: str, target: Target, *, blocking: bool = True
@@ -113,6 +141,13 @@ class VersionResolver:
         Raises:
             NotFoundError: For a model, alias or version this tenant does not have.
         """
+        found = self.resolved(tenant_id, model, target, blocking=blocking)
+        return None if found is None else found.version
+
+    def resolved(
+        self, tenant_id: str, model: str, target: Target, *, blocking: bool = True
+    ) -> Resolved | None:
+        """Like :meth:`resolve`, with the version's stage (None: no version in that stage)."""
         key = (tenant_id, model, target)
         if not blocking:
             with self._lock:
@@ -126,10 +161,10 @@ class VersionResolver:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        version = self._lookup(tenant_id, model, target)
+        found = self._lookup(tenant_id, model, target)
         with self._lock:
-            self._cache[key] = version
-        return version
+            self._cache[key] = found
+        return found
 
     def invalidate(self, tenant_id: str) -> None:
         """Forget a tenant's resolutions now (this process just changed its lifecycle)."""
@@ -155,17 +190,23 @@ class VersionResolver:
                     del self._cache[key]
             self._seen[tenant_id] = (now, sequence)
 
-    def _lookup(self, tenant_id: str, model: str, target: Target) -> str | None:
+    def _lookup(self, tenant_id: str, model: str, target: Target) -> Resolved | None:
         if target.kind == "version":
-            return self._registry.get_version(tenant_id, model, target.value).version
-        self._registry.require_model(tenant_id, model)
-        if target.kind == "alias":
-            with self._tenants.scope(tenant_id), translated(f"alias {target.value!r}"):
-                return str(self._client.get_model_version_by_alias(model, target.value).version)
+            version = self._registry.get_version(tenant_id, model, target.value).version
+        else:
+            self._registry.require_model(tenant_id, model)
+            if target.kind == "alias":
+                with self._tenants.scope(tenant_id), translated(f"alias {target.value!r}"):
+                    found = self._client.get_model_version_by_alias(model, target.value)
+                version = str(found.version)
         with self._db.uow() as s:
             stages = lifecycle_store.stages(s, tenant_id, model)
-        holders = [v for v, stage in stages.items() if stage == target.value]
-        return str(max(holders)) if holders else None
+        if target.kind == "stage":
+            holders = [v for v, stage in stages.items() if stage == target.value]
+            return Resolved(str(max(holders)), target.value) if holders else None
+        # A version the lifecycle never moved has no row: it is in development (MLflow's
+        # mirror is not asked; a tag set through MLflow must not open the door).
+        return Resolved(version, stages.get(int(version), Stage.DEVELOPMENT.value))
 
 
 def no_version(model: str, target: Target) -> NotFoundError:

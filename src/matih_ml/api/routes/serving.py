@@ -24,8 +24,14 @@ from matih_ml.api.schemas import (
     ServingConfigWrite,
     TrafficSummaryRead,
 )
-from matih_ml.errors import PayloadTooLargeError, UnauthenticatedError, ValidationError
-from matih_ml.serving.resolver import Target, WouldBlock
+from matih_ml.auth.principal import Permission, Principal
+from matih_ml.errors import (
+    ForbiddenError,
+    PayloadTooLargeError,
+    UnauthenticatedError,
+    ValidationError,
+)
+from matih_ml.serving.resolver import Target, WouldBlock, loadable_by_viewer
 from matih_ml.serving.service import EvidenceCriteria, Prediction, PredictionService
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"], responses=ERRORS)
@@ -90,6 +96,42 @@ def _target(stage: str | None, alias: str | None, version: str | None) -> Target
     return Target.parse(stage, alias, version) if (stage or alias or version) else None
 
 
+def _require_loadable(
+    serving: PredictionService,
+    who: Principal,
+    model_id: str,
+    target: Target | None,
+    *,
+    blocking: bool = True,
+) -> None:
+    """Refuse a reader who names a version that is neither in staging nor in production.
+
+    Editors may score any version; the stage comes from the resolver's cached answer, so
+    a stage target (the hot path) costs nothing here. Another tenant's model was a 404
+    before this (the resolver finds nothing), never a 403.
+
+    Raises:
+        ForbiddenError: A viewer naming (by number or alias) a development or archived
+            version.
+        WouldBlock: ``blocking`` is False and the answer is not cached.
+    """
+    if target is None or target.kind == "stage" or who.can(Permission.WRITE):
+        return
+    found = serving.resolver.resolved(who.tenant_id, model_id, target, blocking=blocking)
+    if not loadable_by_viewer(target, found):
+        assert found is not None
+        raise ForbiddenError(
+            f"Version {found.version} of {model_id!r} is in {found.stage}: scoring a version "
+            "that is not in staging or production needs the 'write' permission (an editor).",
+            details={
+                "permission": Permission.WRITE.value,
+                "model_id": model_id,
+                "version": found.version,
+                "stage": found.stage,
+            },
+        )
+
+
 def _body(raw: bytes, limit: int) -> dict[str, Any]:
     try:
         body = json.loads(raw)
@@ -125,11 +167,13 @@ async def predict(
         # the database or load a model raises WouldBlock and goes to the pool.
         body = _body(raw, MAX_RECORDS)
         try:
+            _require_loadable(serving, who, model_id, target, blocking=False)
             return _answer(serving.predict(who.tenant_id, model_id, body, target, blocking=False))
         except WouldBlock:
             pass
 
     def run() -> Response:
+        _require_loadable(serving, who, model_id, target)
         return _answer(serving.predict(who.tenant_id, model_id, _body(raw, MAX_RECORDS), target))
 
     return await run_in_threadpool(run)
@@ -155,6 +199,9 @@ async def predict_batch(
     target = _target(stage, alias, version)
 
     def run() -> PredictionRead:
+        # Checked once, for the target asked for: the pinned chunks after the first are
+        # the version that target named, even if a promotion archives it meanwhile.
+        _require_loadable(serving, who, model_id, target)
         body = _body(raw, MAX_BATCH_RECORDS)
         field = "inputs" if "inputs" in body else "records"
         rows = body.get(field)
@@ -245,6 +292,8 @@ def monitoring(
 ) -> MonitoringRead:
     """A served version's figures (production's by default): drift per feature,
     prediction shift, latency p50/p95 against the SLA, error rate, and alarms."""
+    # The figures load the version (its reference profile): the same rule as predict.
+    _require_loadable(serving, who, model_id, Target.parse(version=version) if version else None)
     f = serving.monitoring(who.tenant_id, model_id, version)
     resolved = version or serving.resolver.resolve(who.tenant_id, model_id, Target.parse())
     return MonitoringRead(model_id=model_id, version=str(resolved), **asdict(f))
