@@ -83,7 +83,7 @@ def build_services(settings: Settings) -> Services:
         lifecycle=LifecycleService(registry, db),
         runs=RunService(backend, tenants, events),
         api_keys=ApiKeyStore(db),
-        jwt=JwtVerifier(settings),
+        jwt=JwtVerifier(settings, tenant_exists=tenants.exists),
         cleanup=Cleanup(backend.client, tenants),
         events=events,
         webhooks=webhooks,

@@ -198,6 +198,14 @@ class TenantDirectory:
             self._known.add(tenant_id)
         return tenant_id
 
+    def exists(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` exists (never provisions it; known tenants are cached)."""
+        try:
+            self.ensure(tenant_id, create=False)
+        except (NotFoundError, ValidationError):
+            return False
+        return True
+
     @contextmanager
     def scope(self, tenant_id: str, *, create: bool = False) -> Iterator[str]:
         """Check the tenant exists (or provision it), then bind it for the block."""

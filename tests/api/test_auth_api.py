@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.helpers import error, ok
+from api.helpers import error, ok, register
 from conftest import LiveServer, new_tenant_id
 from matih_ml.api.app import create_app
 from matih_ml.auth.jwt_tokens import JwtVerifier
@@ -94,6 +94,47 @@ def test_another_tenants_key_cannot_be_revoked(acme, globex) -> None:
     assert ok(globex.admin.get("/api/v1/keys"))["items"][-1]["revoked_at"] is None
 
 
+def test_key_names_are_unique_per_tenant_and_default_names_never_repeat(acme, globex) -> None:
+    first = ok(acme.admin.post("/api/v1/keys", json={"role": "admin"}), 201)
+    second = ok(acme.admin.post("/api/v1/keys", json={"role": "admin"}), 201)
+    assert first["name"] != second["name"] and first["name"].startswith("admin-key-")
+    # No owner given: each key is its own owner, so two unnamed keys are two people.
+    assert (first["owner"], second["owner"]) == (first["name"], second["name"])
+    same = {"role": "viewer", "name": first["name"]}
+    err = error(acme.admin.post("/api/v1/keys", json=same), 409, "CONFLICT")
+    assert first["name"] in err["message"] and err["details"]["field"] == "name"
+    # A revoked key's name stays taken (history names it); another tenant may use it.
+    ok(acme.admin.delete(f"/api/v1/keys/{first['key_id']}"))
+    error(acme.admin.post("/api/v1/keys", json=same), 409, "CONFLICT")
+    ok(globex.admin.post("/api/v1/keys", json=same), 201)
+
+
+def test_duplicate_key_names_are_refused_by_the_store_too(services, acme) -> None:
+    from matih_ml.errors import ConflictError
+
+    services.api_keys.create(acme.tenant_id, "viewer", "twice")
+    with pytest.raises(ConflictError, match="twice"):
+        services.api_keys.create(acme.tenant_id, "admin", " twice ")
+    assert [k.name for k in services.api_keys.list(acme.tenant_id)].count("twice") == 1
+
+
+def test_a_key_belongs_to_an_owner(api, acme) -> None:
+    body = {"role": "viewer", "name": "alice-laptop", "owner": "alice@example.com"}
+    created = ok(acme.admin.post("/api/v1/keys", json=body), 201)
+    assert created["owner"] == "alice@example.com" and created["created_by"] == "admin-key"
+    listed = {k["name"]: k for k in ok(acme.admin.get("/api/v1/keys"))["items"]}
+    assert listed["alice-laptop"]["owner"] == "alice@example.com"
+    with httpx.Client(base_url=api.url, headers={"X-API-Key": created["key"]}) as c:
+        me = ok(c.get("/api/v1/whoami"))
+    assert (me["subject"], me["owner"], me["via"]) == (
+        "alice-laptop",
+        "alice@example.com",
+        "api_key",
+    )
+    for bad in ({"name": "a\nb"}, {"name": "nul\x00"}, {"owner": "x\ty"}, {"owner": "o" * 257}):
+        error(acme.admin.post("/api/v1/keys", json={"role": "viewer", **bad}), 422)
+
+
 # ------------------------------------------------------------------------- JWTs
 
 
@@ -135,9 +176,8 @@ def jwt_api(services, rsa_pair):
             "jwt_public_key_file": folder / "pub.pem",
         }
     )
-    server = LiveServer(
-        create_app(services=replace(services, settings=settings, jwt=JwtVerifier(settings)))
-    )
+    verifier = JwtVerifier(settings, tenant_exists=services.tenants.exists)
+    server = LiveServer(create_app(services=replace(services, settings=settings, jwt=verifier)))
     yield server
     server.stop()
 
@@ -183,6 +223,99 @@ def test_bad_tokens_are_401(jwt_api, services, make) -> None:
         f"{jwt_api.url}/api/v1/models", headers={"Authorization": f"Bearer {make(tenant)}"}
     )
     error(r, 401)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    "roles", [5, 1.5, None, True, [["admin"]], {"admin": True}, ["viewer", 1], ["admin", None]]
+)
+def test_a_malformed_roles_claim_is_401_and_the_connection_still_works(
+    jwt_api, acme, roles
+) -> None:
+    bad = _bearer(_token(SECRET, "HS256", acme.tenant_id, roles))
+    with httpx.Client(base_url=jwt_api.url) as c:
+        for method, path, body in (
+            ("GET", "/api/v1/models", None),
+            ("GET", "/api/v1/keys", None),
+            ("POST", "/api/v1/runs", {"experiment_name": "e"}),
+        ):
+            err = error(c.request(method, path, json=body, headers=bad), 401, "UNAUTHENTICATED")
+            assert err["message"] == "The bearer token is not valid."
+        # The same connection goes on serving.
+        good = _bearer(_token(SECRET, "HS256", acme.tenant_id, ["viewer"]))
+        ok(c.get("/api/v1/models", headers=good))
+
+
+def test_roles_are_a_list_of_strings_or_a_space_separated_string(jwt_api, acme) -> None:
+    for roles, expected in (
+        ("viewer editor", ["editor", "viewer"]),
+        (["approver", "not-ours"], ["approver"]),
+        ([], []),
+    ):
+        token = _token(SECRET, "HS256", acme.tenant_id, roles)
+        me = ok(httpx.get(f"{jwt_api.url}/api/v1/whoami", headers=_bearer(token)))
+        assert me["roles"] == expected
+
+
+def test_a_jwt_owner_is_its_issuer_and_subject(jwt_api, acme) -> None:
+    token = _token(SECRET, "HS256", acme.tenant_id, ["viewer"], iss="https://idp.example")
+    me = ok(httpx.get(f"{jwt_api.url}/api/v1/whoami", headers=_bearer(token)))
+    assert (me["subject"], me["owner"], me["via"]) == ("alice", "https://idp.example:alice", "jwt")
+    bare = _token(SECRET, "HS256", acme.tenant_id, ["viewer"])
+    assert ok(httpx.get(f"{jwt_api.url}/api/v1/whoami", headers=_bearer(bare)))["owner"] == ":alice"
+    base = {"sub": "alice", "tenant_id": acme.tenant_id, "exp": int(time.time()) + 300}
+    for claims in ({"sub": 7}, {"sub": ""}, {"iss": ["a"]}, {"iss": 5}, {"iss": "i" * 300}):
+        # Signed as given: PyJWT's encoder refuses some of these claims itself.
+        bad = jwt.api_jws.PyJWS().encode(json.dumps({**base, **claims}).encode(), SECRET, "HS256")
+        error(httpx.get(f"{jwt_api.url}/api/v1/whoami", headers=_bearer(bad)), 401)
+
+
+def test_a_jwt_may_only_name_a_tenant_that_exists(jwt_api, services) -> None:
+    ghost = new_tenant_id("ghost")
+    assert services.settings.auto_create_tenants  # writes may provision tenants here
+    unknown = _bearer(_token(SECRET, "HS256", ghost, ["admin"]))
+    forged = _bearer(_token("another-secret-that-is-long-enough-012345", "HS256", ghost, ["admin"]))
+    answers = []
+    with httpx.Client(base_url=jwt_api.url) as c:
+        for headers in (unknown, forged):
+            for method, path, body in (
+                ("GET", "/api/v1/models", None),
+                ("GET", "/api/v1/experiments", None),
+                ("POST", "/api/v1/runs", {"experiment_name": "e"}),
+                ("POST", "/api/v1/models", {"name": "m", "run_id": "0" * 32}),
+            ):
+                r = c.request(method, path, json=body, headers=headers)
+                answers.append(error(r, 401, "UNAUTHENTICATED"))
+    # An unknown tenant reads exactly like a bad signature: nothing tells them apart.
+    assert all(a == answers[0] for a in answers), answers
+    assert answers[0]["message"] == "The bearer token is not valid."
+    assert not services.tenants.exists(ghost)
+    assert ghost not in [t.tenant_id for t in services.tenants.list_tenants()]
+
+
+def test_four_eyes_compares_a_jwt_owner_with_a_key_owner(
+    api, jwt_api, acme, services, saved_sklearn_model
+) -> None:
+    register(acme.editor, saved_sklearn_model)
+    ok(acme.editor.put("/api/v1/models/churn/stage", json={"version": "1", "stage": "staging"}))
+    idp = "https://idp.example"
+    # Alice's CI key is owned by her identity at the identity provider.
+    key = services.api_keys.create(acme.tenant_id, "editor", "alice-ci", owner=f"{idp}:alice")
+    with httpx.Client(base_url=api.url, headers=_bearer(key.secret)) as c:
+        req = ok(c.post("/api/v1/models/churn/versions/1/approvals", json={}), 201)
+    assert req["requested_by"] == f"{idp}:alice"
+    alice = _bearer(_token(SECRET, "HS256", acme.tenant_id, ["approver"], iss=idp))
+    bob = _bearer(_token(SECRET, "HS256", acme.tenant_id, ["approver"], iss=idp, sub="bob"))
+    with httpx.Client(base_url=jwt_api.url) as c:
+        url = f"/api/v1/approvals/{req['id']}"
+        err = error(c.post(f"{url}/approve", json={}, headers=alice), 403, "FORBIDDEN")
+        assert "four eyes" in err["message"]
+        error(c.post(f"{url}/reject", json={"reason": "no"}, headers=alice), 403, "FORBIDDEN")
+        done = ok(c.post(f"{url}/approve", json={}, headers=bob))
+    assert (done["status"], done["decided_by"]) == ("approved", f"{idp}:bob")
 
 
 def test_tokens_are_refused_where_no_jwt_key_is_configured(api, services) -> None:

@@ -213,3 +213,47 @@ def test_the_version_list_carries_the_stage_aliases(acme, saved_sklearn_model) -
     }
     assert aliases == single
     assert "staging" in aliases["2"] and "staging" not in aliases["1"]
+
+
+def test_four_eyes_compares_owners_not_key_names(api, acme, services, saved_sklearn_model):
+    import httpx
+
+    _two_versions(acme, saved_sklearn_model)
+    run3 = run_with_model(acme.editor, saved_sklearn_model)
+    ok(acme.editor.post("/api/v1/models/churn/versions", json={"run_id": run3}), 201)
+    for v in ("1", "2", "3"):
+        ok(acme.editor.put(STAGE, json={"version": v, "stage": "staging"}))
+
+    def client(name: str, owner: str = "") -> httpx.Client:
+        key = services.api_keys.create(acme.tenant_id, "admin", name, owner=owner).secret
+        return httpx.Client(base_url=api.url, timeout=60, headers={"X-API-Key": key})
+
+    alice_laptop, alice_ci, bob = (
+        client("alice-laptop", "alice"),
+        client("alice-ci", "alice"),
+        client("bob", "bob"),
+    )
+    first, second = client(""), client("")  # no names, no owners: two keys, two owners
+    try:
+        mine = ok(alice_laptop.post("/api/v1/models/churn/versions/1/approvals", json={}), 201)
+        theirs = ok(bob.post("/api/v1/models/churn/versions/2/approvals", json={}), 201)
+        assert (mine["requested_by"], theirs["requested_by"]) == ("alice", "bob")
+        # One owner's second key, under another name, is still the requester.
+        for verb, body in (("approve", {}), ("reject", {"reason": "mine anyway"})):
+            r = alice_ci.post(f"/api/v1/approvals/{mine['id']}/{verb}", json=body)
+            assert "four eyes" in error(r, 403, "FORBIDDEN")["message"]
+        # Two owners approve each other's requests.
+        done = ok(bob.post(f"/api/v1/approvals/{mine['id']}/approve", json={}))
+        assert (done["status"], done["decided_by"]) == ("approved", "bob")
+        done = ok(alice_ci.post(f"/api/v1/approvals/{theirs['id']}/approve", json={}))
+        assert done["decided_by"] == "alice"
+        # Two unnamed keys are two people, not one `admin-key`.
+        req = ok(first.post("/api/v1/models/churn/versions/3/approvals", json={}), 201)
+        ok(second.post(f"/api/v1/approvals/{req['id']}/approve", json={}))
+        assert (
+            ok(alice_laptop.put(STAGE, json={"version": "1", "stage": "production"}))["stage"]
+            == "production"
+        )
+    finally:
+        for c in (alice_laptop, alice_ci, bob, first, second):
+            c.close()

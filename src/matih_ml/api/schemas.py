@@ -208,13 +208,24 @@ class ComparisonRow(BaseModel):
 class KeyCreate(BaseModel):
     model_config = _Strict
     role: RoleName
-    name: str = Field(default="", max_length=128)
+    name: str = Field(
+        default="",
+        max_length=128,
+        description="Unique in the tenant. Empty: `<role>-key-<8 hex>`, a new one each time.",
+    )
+    owner: str = Field(
+        default="",
+        max_length=256,
+        description="The person or service account the key belongs to; four eyes compares "
+        "owners. Empty: the key's name.",
+    )
 
 
 class KeyRead(BaseModel):
     key_id: str
     tenant_id: str
     name: str
+    owner: str
     role: str
     created_at: datetime
     created_by: str

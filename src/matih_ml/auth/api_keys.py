@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -11,14 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from matih_ml.auth.principal import Principal, Role, parse_role
-from matih_ml.errors import NotFoundError, UnauthenticatedError, ValidationError
+from matih_ml.errors import ConflictError, NotFoundError, UnauthenticatedError, ValidationError
 from matih_ml.store.db import Database
 from matih_ml.store.models import ApiKeyRow
 from matih_ml.tenancy import validate_tenant_id
 
 PREFIX = "mk"
+NAME_MAX = 128
+OWNER_MAX = 256
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class ApiKeyInfo:
     key_id: str
     tenant_id: str
     name: str
+    owner: str
     role: str
     created_at: datetime
     created_by: str
@@ -56,11 +62,27 @@ def _info(row: ApiKeyRow) -> ApiKeyInfo:
         row.key_id,
         row.tenant_id,
         row.name,
+        row.owner,
         row.role,
         _aware(row.created_at),
         row.created_by,
         _aware(row.revoked_at) if row.revoked_at is not None else None,
     )
+
+
+def _label(value: str, field: str, limit: int) -> str:
+    """A key's name or owner: trimmed, at most ``limit`` characters, no control characters
+    (they end up in tables, logs and approval records)."""
+    value = value.strip()
+    if len(value) > limit:
+        raise ValidationError(
+            f"Key {field} is over {limit} characters.", details={"field": field, "limit": limit}
+        )
+    if _CONTROL_RE.search(value):
+        raise ValidationError(
+            f"Key {field} must not contain control characters.", details={"field": field}
+        )
+    return value
 
 
 # How long a verified key is trusted without reading the database again.
@@ -95,31 +117,62 @@ class ApiKeyStore:
             return hit[1]
         return None
 
-    def create(self, tenant_id: str, role: str, name: str = "", created_by: str = "") -> NewApiKey:
+    def create(
+        self,
+        tenant_id: str,
+        role: str,
+        name: str = "",
+        created_by: str = "",
+        *,
+        owner: str = "",
+    ) -> NewApiKey:
         """Create a key for ``tenant_id`` with ``role``; the secret is in the result only.
 
+        Args:
+            tenant_id: The tenant the key opens (and the only one).
+            role: viewer, editor, approver or admin.
+            name: A label, unique in the tenant. Empty: ``<role>-key-<8 hex>``, new each time.
+            created_by: Who made it (recorded, not checked).
+            owner: The person or service account the key belongs to. Empty: the key's
+                name, so that a key without an owner is a person of its own. Four eyes
+                compares owners: give every key of one person the same owner.
+
         Raises:
-            ValidationError: For a bad tenant id, role or name.
+            ValidationError: For a bad tenant id, role, name or owner.
+            ConflictError: If the tenant already has a key of that name (revoked ones too).
         """
         tenant_id = validate_tenant_id(tenant_id)
         parsed = parse_role(role)
-        if len(name) > 128:
-            raise ValidationError("Key name is over 128 characters.", details={"field": "name"})
+        name = _label(name, "name", NAME_MAX)
+        owner = _label(owner, "owner", OWNER_MAX)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
+        # A default name must differ from every other one: a fixed `admin-key` made two
+        # people's keys look like one person's.
+        name = name or f"{parsed.value}-key-{key_id[:8]}"
         row = ApiKeyRow(
             key_id=key_id,
             tenant_id=tenant_id,
-            name=name or f"{parsed.value}-key",
+            name=name,
+            owner=owner or name,
             role=parsed.value,
             salt=salt,
             secret_hash=_hash(salt, secret),
             created_at=datetime.now(UTC),
             created_by=created_by,
         )
-        with self._db.uow() as session:
-            session.add(row)
+        try:
+            with self._db.uow() as session:
+                session.add(row)
+        except IntegrityError:
+            # The unique (tenant, name) constraint: checked by the database, so two
+            # replicas creating the same name at once cannot both succeed.
+            raise ConflictError(
+                f"The tenant already has an API key named {name!r} (names stay taken after "
+                "a key is revoked); choose another name.",
+                details={"field": "name", "name": name},
+            ) from None
         return NewApiKey(_info(row), f"{PREFIX}_{key_id}_{secret}")
 
     def list(self, tenant_id: str) -> list[ApiKeyInfo]:
@@ -173,6 +226,7 @@ class ApiKeyStore:
                 subject=row.name,
                 roles=frozenset({Role(row.role)}),
                 via="api_key",
+                owner=row.owner,
                 key_id=row.key_id,
             )
         if self._ttl_s > 0:

@@ -56,9 +56,12 @@ class Principal:
 
     Attributes:
         tenant_id: The tenant its credential belongs to: the only tenant it can reach.
-        subject: Who it is (the key's name, or the JWT's ``sub``).
+        subject: Which credential it is (the key's name, or the JWT's ``sub``).
         roles: Its roles.
         via: ``api_key`` or ``jwt``.
+        owner: The person or service account behind the credential: the key's owner,
+            or ``"<iss>:<sub>"`` for a JWT. Four eyes compares owners, since one
+            person may hold several keys.
         key_id: The API key's id, when it came with one.
     """
 
@@ -66,6 +69,7 @@ class Principal:
     subject: str
     roles: frozenset[Role]
     via: str
+    owner: str
     key_id: str | None = None
 
     def can(self, permission: Permission) -> bool:

@@ -152,7 +152,9 @@ class ReviewService:
     ) -> Approval:
         """Ask for a version to be approved for production (it must be in staging).
 
-        A pending request for the same version is returned instead of a second one.
+        ``actor`` is the requester's owner (a person or service account, not a key's
+        name): :meth:`decide` compares it with the approver's. A pending request for the
+        same version is returned instead of a second one.
         """
         name = validation.model_name(model_id)
         number = validation.version(version)
@@ -207,6 +209,10 @@ class ReviewService:
     ) -> Approval:
         """Approve or reject a pending request. The approver may not be the requester.
 
+        ``actor`` is the approver's owner. Owners are compared, never key names: one
+        person's two keys are one person, and two people's keys are two, whatever the
+        keys are called.
+
         Raises:
             NotFoundError: For an unknown request (or another tenant's).
             ForbiddenError: When the approver is the requester (four eyes).
@@ -226,7 +232,8 @@ class ReviewService:
                 )
             if row.requested_by == actor:
                 raise ForbiddenError(
-                    "The requester of a promotion cannot approve or reject it (four eyes).",
+                    "The requester of a promotion cannot approve or reject it, with this key "
+                    "or any other key of the same owner (four eyes).",
                     details={"requested_by": row.requested_by},
                 )
             row.status = "approved" if approve else "rejected"

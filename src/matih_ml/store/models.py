@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -20,6 +30,8 @@ class ApiKeyRow(Base):
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     name: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The person or service account behind the key; four eyes compares these.
+    owner: Mapped[str] = mapped_column(String(256), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     salt: Mapped[str] = mapped_column(String(32), nullable=False)
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -27,7 +39,10 @@ class ApiKeyRow(Base):
     created_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    __table_args__ = (Index("ix_matih_api_keys_tenant", "tenant_id"),)
+    __table_args__ = (
+        Index("ix_matih_api_keys_tenant", "tenant_id"),
+        UniqueConstraint("tenant_id", "name", name="uq_matih_api_keys_tenant_name"),
+    )
 
 
 class ModelLockRow(Base):

@@ -41,9 +41,9 @@ def get_approval(approval_id: ApprovalId, services: ServicesDep, who: Reader) ->
 def approve(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
-    """Approve a pending request (not your own)."""
+    """Approve a pending request (not one of your own, by any of your keys)."""
     a = services.lifecycle.reviews.decide(
-        who.tenant_id, approval_id, actor=who.subject, approve=True, reason=body.reason
+        who.tenant_id, approval_id, actor=who.owner, approve=True, reason=body.reason
     )
     return ApprovalRead(**a.__dict__)
 
@@ -52,9 +52,9 @@ def approve(
 def reject(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
-    """Reject a pending request, with a reason (not your own)."""
+    """Reject a pending request, with a reason (not one of your own)."""
     a = services.lifecycle.reviews.decide(
-        who.tenant_id, approval_id, actor=who.subject, approve=False, reason=body.reason
+        who.tenant_id, approval_id, actor=who.owner, approve=False, reason=body.reason
     )
     return ApprovalRead(**a.__dict__)
 

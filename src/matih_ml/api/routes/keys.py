@@ -15,7 +15,9 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=ERRORS)
 @router.post("", status_code=201, response_model=KeyCreated)
 def create_key(body: KeyCreate, services: ServicesDep, who: Admin) -> KeyCreated:
     """Create an API key for the caller's tenant; the key is in this answer only."""
-    new = services.api_keys.create(who.tenant_id, body.role, body.name, created_by=who.subject)
+    new = services.api_keys.create(
+        who.tenant_id, body.role, body.name, created_by=who.owner, owner=body.owner
+    )
     return KeyCreated(**new.info.__dict__, key=new.secret)
 
 

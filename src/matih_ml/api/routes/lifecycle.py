@@ -115,8 +115,9 @@ def request_approval(
     who: Writer,
 ) -> ApprovalRead:
     """Ask for a staging version to be approved for production."""
+    # The owner, not the key's name: four eyes compares people.
     a = services.lifecycle.reviews.request_approval(
-        who.tenant_id, model_id, version, actor=who.subject, comment=body.comment
+        who.tenant_id, model_id, version, actor=who.owner, comment=body.comment
     )
     return ApprovalRead(**a.__dict__)
 

@@ -14,16 +14,18 @@ router = APIRouter(prefix="/api/v1", tags=["session"], responses=ERRORS)
 class WhoAmI(BaseModel):
     tenant_id: str
     subject: str
+    owner: str
     roles: list[str]
     via: str
 
 
 @router.get("/whoami", response_model=WhoAmI)
 async def whoami(who: PrincipalDep) -> WhoAmI:
-    """The credential's tenant, subject and roles."""
+    """The credential's tenant, subject, owner and roles."""
     return WhoAmI(
         tenant_id=who.tenant_id,
         subject=who.subject,
+        owner=who.owner,
         roles=sorted(r.value for r in who.roles),
         via=who.via,
     )
