@@ -37,6 +37,51 @@ def test_tenants_and_keys(cli_env) -> None:
     assert run("tenants", "list") == []
 
 
+def test_keys_have_owners_and_unique_names(cli_env) -> None:
+    run("tenants", "create", "acme")
+    first = run("keys", "create", "--tenant", "acme", "--role", "admin")
+    second = run("keys", "create", "--tenant", "acme", "--role", "admin")
+    # No --name: a new name each time, and each key its own owner.
+    assert first["name"] != second["name"] and first["name"].startswith("admin-key-")
+    assert (first["owner"], second["owner"]) == (first["name"], second["name"])
+    mine = run("keys", "create", "-t", "acme", "--role", "editor", "--name", "ci", "--owner", "al")
+    assert (mine["name"], mine["owner"]) == ("ci", "al")
+    assert {k["name"]: k["owner"] for k in run("keys", "list", "--tenant", "acme")}["ci"] == "al"
+    again = runner.invoke(app, ["keys", "create", "-t", "acme", "--role", "viewer", "--name", "ci"])
+    assert again.exit_code == 1 and "CONFLICT" in again.stderr and "'ci'" in again.stderr
+
+
+def test_keys_create_prints_the_whole_key_on_a_line_of_its_own_at_any_width(cli_env) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from matih_ml.auth.api_keys import ApiKeyStore
+    from matih_ml.config import Settings
+    from matih_ml.store.db import Database
+
+    run("tenants", "create", "acme")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    argv = [sys.executable, "-m", "matih_ml.cli", "keys", "create", "-t", "acme", "--role"]
+    out = subprocess.run(
+        [*argv, "viewer", "--owner", "a-person-with-a-rather-long-name"],
+        env={**env, "MATIH_DATA_DIR": str(cli_env), "COLUMNS": "40"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    lines = [ln for ln in out.splitlines() if re.fullmatch(r"mk_[0-9a-f]{16}_[\w-]{43}", ln)]
+    assert len(lines) == 1, out
+    db = Database(Settings(MATIH_DATA_DIR=str(cli_env)).database_url)
+    try:
+        who = ApiKeyStore(db).verify(lines[0])
+    finally:
+        db.dispose()
+    assert (who.tenant_id, who.owner) == ("acme", "a-person-with-a-rather-long-name")
+
+
 def test_errors_are_one_line_and_exit_1(cli_env) -> None:
     result = runner.invoke(app, ["tenants", "create", "Bad_Name"])
     assert result.exit_code == 1
