@@ -7,6 +7,7 @@ folder under ``MATIH_DATA_DIR``, created on first use, no server needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -140,6 +141,26 @@ class Settings(BaseSettings):
         default=16,
         ge=1,
         validation_alias=AliasChoices("MATIH_SERVING_CACHE_SIZE", "serving_cache_size"),
+    )
+    # Code-bearing models (pickle, PythonModel, loader_module) run only in a bubblewrap
+    # sandbox per tenant; "off" refuses them instead (never loads them in the service).
+    sandbox: Literal["bwrap", "off"] = Field(
+        default="bwrap", validation_alias=AliasChoices("MATIH_SANDBOX", "sandbox")
+    )
+    sandbox_memory_mb: int = Field(
+        default=4096,
+        ge=256,
+        validation_alias=AliasChoices("MATIH_SANDBOX_MEMORY_MB", "sandbox_memory_mb"),
+    )
+    sandbox_cpu_s: int = Field(
+        default=600,
+        ge=1,
+        validation_alias=AliasChoices("MATIH_SANDBOX_CPU_S", "sandbox_cpu_s"),
+    )
+    sandbox_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_SANDBOX_TIMEOUT_S", "sandbox_timeout_s"),
     )
     serving_check_s: float = Field(
         default=0.25,

@@ -16,7 +16,10 @@ from matih_ml.events.secret_box import SecretBox
 from matih_ml.events.webhooks import WebhookStore
 from matih_ml.registry.cleanup import Cleanup
 from matih_ml.registry.lifecycle import LifecycleService
+from matih_ml.registry.policy import PolicyStore
 from matih_ml.registry.service import RegistryService
+from matih_ml.runtime.loader import ModelRuntime
+from matih_ml.runtime.sandbox import SandboxLimits
 from matih_ml.store import migrate
 from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory
@@ -42,6 +45,7 @@ class Services:
     webhooks: WebhookStore
     dispatcher: Dispatcher
     jobs: JobService
+    runtime: ModelRuntime
 
 
 def build_services(settings: Settings) -> Services:
@@ -59,7 +63,17 @@ def build_services(settings: Settings) -> Services:
     backend = connect(settings)
     tenants = TenantDirectory(backend)
     events = EventLog(db, kafka=bool(settings.kafka_bootstrap_servers))
-    registry = RegistryService(backend, tenants, events)
+    runtime = ModelRuntime(
+        settings.data_dir.resolve() / "serving",
+        SandboxLimits(
+            memory_mb=settings.sandbox_memory_mb,
+            cpu_s=settings.sandbox_cpu_s,
+            timeout_s=settings.sandbox_timeout_s,
+        ),
+        enabled=settings.sandbox != "off",
+        code_policy=PolicyStore(db).allows_code,
+    )
+    registry = RegistryService(backend, tenants, events, runtime)
     webhooks = WebhookStore(db, SecretBox(settings))
     reconciler = Reconciler(
         events,
@@ -89,4 +103,5 @@ def build_services(settings: Settings) -> Services:
         webhooks=webhooks,
         dispatcher=dispatcher,
         jobs=JobService(db, settings),
+        runtime=runtime,
     )

@@ -5,6 +5,8 @@ thresholds. Then bad input, another tenant's key, and /metrics."""
 
 from __future__ import annotations
 
+import sys
+
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -60,14 +62,26 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "v1": _save(LogisticRegression(C=1.0).fit(x, y), root / "v1", x),
         # Nearly the same decisions as v1: a candidate that shadow traffic should accept.
         "v2": _save(LogisticRegression(C=0.5).fit(x, y), root / "v2", x),
-        "fragile": _save(
+        "fragile": _save_by_value(
             make_pipeline(FunctionTransformer(_explode_on_huge), LogisticRegression()).fit(x, y),
             root / "fragile",
             x,
-            # skops refuses a function of this module; cloudpickle stores it by reference.
-            serialization_format="cloudpickle",
         ),
     }
+
+
+def _save_by_value(model, path: Path, sample: pd.DataFrame) -> Path:
+    """A code-bearing model, as a tenant ships one: skops refuses a function of this
+    module, so it is cloudpickled, with the function's code inside (the sandbox that
+    serves it cannot import this test module)."""
+    import cloudpickle
+
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return _save(model, path, sample, serialization_format="cloudpickle")
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -355,15 +369,26 @@ def test_another_tenants_key_reaches_none_of_it(acme, globex, api, models) -> No
     assert ok(acme.viewer.get(f"{base}/serving"))["mode"] == "off"
 
 
-def test_metrics_count_requests_per_tenant_model_and_version(acme, api, models) -> None:
+@pytest.fixture(scope="module")
+def scrape(services) -> dict[str, str]:
+    """The session server's scrape token (the embedded default's: made, as `serve` makes it)."""
+    from matih_ml.auth.scrape_token import TOKEN_FILE, ensure_scrape_token
+
+    (services.settings.data_dir / TOKEN_FILE).unlink(missing_ok=True)
+    return {"Authorization": f"Bearer {ensure_scrape_token(services.settings)}"}
+
+
+def test_metrics_count_requests_per_tenant_model_and_version(acme, api, models, scrape) -> None:
     v1 = _register(acme, "counted", models["v1"])
     ok(acme.admin.put("/api/v1/models/counted/policy", json=OPEN_POLICY))
     _to_production(acme, "counted", v1)
     for _ in range(3):
         _predict(acme, "counted", _frame(5, 2))
+    scraped = httpx.get(f"{api.url}/metrics", headers=scrape)
+    assert scraped.status_code == 200, scraped.text
     samples = {
         (m.name, tuple(sorted(m.labels.items()))): m.value
-        for family in text_string_to_metric_families(acme.viewer.get("/metrics").text)
+        for family in text_string_to_metric_families(scraped.text)
         for m in family.samples
     }
     labels = {"tenant": acme.tenant_id, "model": "counted", "version": v1}
@@ -371,6 +396,56 @@ def test_metrics_count_requests_per_tenant_model_and_version(acme, api, models) 
     assert samples[ok_key] == 3.0
     count = ("matih_prediction_latency_seconds_count", tuple(sorted(labels.items())))
     assert samples[count] == 3.0
+
+
+def test_metrics_are_closed_without_the_scrape_token_on_the_embedded_default(
+    acme, api, scrape, services, tmp_path
+) -> None:
+    from matih_ml.auth.scrape_token import ensure_scrape_token
+
+    assert services.settings.embedded and not services.settings.metrics_token
+    with httpx.Client(base_url=api.url) as client:
+        tenant_key = {"Authorization": f"Bearer {acme.keys['admin']}"}
+        for headers in ({}, tenant_key, {"Authorization": "Bearer not-the-token"}):
+            r = client.get("/metrics", headers=headers)
+            assert acme.tenant_id not in r.text
+            error(r, 401, "UNAUTHENTICATED")
+        scraped = client.get("/metrics", headers=scrape)
+        assert scraped.status_code == 200 and "matih_predictions" in scraped.text
+    # Made once: a second start finds the token and shows nothing.
+    assert ensure_scrape_token(services.settings) is None
+    # A data dir with no token yet keeps /metrics closed too, and says how to open it.
+    fresh = services.settings.model_copy(update={"data_dir": tmp_path / "fresh"})
+    server = LiveServer(create_app_with(services, fresh))
+    try:
+        err = error(httpx.get(f"{server.url}/metrics"), 401, "UNAUTHENTICATED")
+        assert "matih-ml serve" in err["message"]
+        token = ensure_scrape_token(fresh)
+        assert (tmp_path / "fresh" / "metrics-token.sha256").read_text().strip() != token
+        opened = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert opened.status_code == 200
+    finally:
+        server.stop()
+
+
+def test_metrics_are_closed_on_other_profiles_without_a_token(services) -> None:
+    # A tracking URI set: not the embedded default, and single host: open until now.
+    settings = services.settings.model_copy(
+        update={"tracking_uri_env": services.settings.tracking_uri}
+    )
+    assert settings.single_host and not settings.embedded
+    server = LiveServer(create_app_with(services, settings))
+    try:
+        err = error(httpx.get(f"{server.url}/metrics"), 401, "UNAUTHENTICATED")
+        assert "MATIH_METRICS_TOKEN" in err["message"]
+    finally:
+        server.stop()
+
+
+def create_app_with(services, settings):
+    from matih_ml.api.app import create_app
+
+    return create_app(services=replace(services, settings=settings))
 
 
 def test_metrics_need_the_scrape_token_not_a_tenant_key(acme, services) -> None:

@@ -119,7 +119,7 @@ def test_two_replicas_announce_and_alert_once_on_postgresql(tmp_path, postgres_d
         services.db.dispose()
 
 
-def test_the_cache_loads_each_version_once_and_stays_bounded(tmp_path: Path) -> None:
+def test_the_cache_loads_each_version_once_and_stays_bounded(tmp_path: Path, services) -> None:
     import mlflow.sklearn
 
     x = _frame(0, 50)
@@ -140,7 +140,7 @@ def test_the_cache_loads_each_version_once_and_stays_bounded(tmp_path: Path) -> 
         shutil.copytree(source, dest, dirs_exist_ok=True)
         return dest
 
-    cache = ModelCache(2, tmp_path / "cache", download)
+    cache = ModelCache(2, tmp_path / "cache", download, services.runtime)
     in_threads(8, lambda i: cache.get("t1", "m", "1"))
     assert cache.loads == 1 and downloads == [("t1", "m", "1")]
     cache.get("t1", "m", "2")

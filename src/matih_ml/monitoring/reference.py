@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.monitoring import stats
-from matih_ml.serving.loaded import PROFILE_FILE, to_json
+from matih_ml.runtime.loader import ModelHandle, example_predictions
+from matih_ml.serving.loaded import PROFILE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +34,24 @@ def _columns(example: Any) -> dict[str, list[Any]] | None:
     return None
 
 
-def write_reference_profile(local: Path) -> bool:
+def write_reference_profile(local: Path, model: ModelHandle) -> bool:
     """Profile the model in ``local`` on its input example; False when it has none.
+
+    Args:
+        local: The model's files; the profile is written among them.
+        model: The same model, loaded (in process, or in the sandbox).
 
     Never raises: a version whose profile cannot be built is served without drift
     checks, and the reason is logged.
     """
-    from mlflow.models import Model
-    from mlflow.pyfunc import load_model
-
     try:
-        example = Model.load(str(local)).load_input_example(str(local))
-        if example is None:
+        scored = example_predictions(model, local)
+        if scored is None:
             return False
+        example, predictions = scored
         features = _columns(example)
         if not features:
             return False
-        predictions = to_json(load_model(str(local)).predict(example))
         profile = stats.build_profile(features, predictions)
         (local / PROFILE_FILE).write_text(json.dumps(profile))
         return True

@@ -21,10 +21,15 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# json.loads reads NaN and Infinity: a NaN threshold fails every comparison, and JSON
+# cannot echo it back (it came out as null), so non-finite numbers are refused.
+_Config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 class MetricThreshold(BaseModel):
     """``metric op value``, e.g. ``accuracy >= 0.9``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _Config
     metric: str = Field(min_length=1, max_length=250)
     op: Literal[">=", ">", "<=", "<"] = ">="
     value: float
@@ -37,7 +42,7 @@ class MetricThreshold(BaseModel):
 class StagingGate(BaseModel):
     """development → staging: the validation policy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _Config
     required_metrics: list[MetricThreshold] = Field(default=[], max_length=100)
     primary_metric: str | None = Field(
         default=None,
@@ -58,7 +63,7 @@ class StagingGate(BaseModel):
 class ProductionGate(BaseModel):
     """staging → production: evaluation evidence and/or a four-eyes approval."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _Config
     require_evaluation: bool = False
     evaluation_kinds: list[Literal["shadow", "ab"]] = ["shadow", "ab"]
     require_approval: bool = True
@@ -68,9 +73,15 @@ class Policy(BaseModel):
     """A promotion policy. The default asks for a loadable model before staging and an
     approval before production."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _Config
     staging: StagingGate = StagingGate()
     production: ProductionGate = ProductionGate()
+    code_models: Literal["sandbox", "refuse"] = Field(
+        default="sandbox",
+        description="Models that carry code (pickle, cloudpickle, a PythonModel, a "
+        "loader_module): 'sandbox' loads them only in the tenant's sandbox; 'refuse' "
+        "refuses to register or load them.",
+    )
 
 
 class PolicyStore:
@@ -78,6 +89,10 @@ class PolicyStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def allows_code(self, tenant_id: str, model_name: str) -> bool:
+        """Whether the policy in force lets a code-bearing model run (in the sandbox)."""
+        return self.effective(tenant_id, model_name)[0].code_models != "refuse"
 
     def effective(self, tenant_id: str, model_name: str) -> tuple[Policy, str]:
         """The policy in force for a model, and where it comes from (model/tenant/default)."""

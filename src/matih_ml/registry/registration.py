@@ -14,6 +14,7 @@ registry's files stay whole and immutable even if the training run is deleted
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ from matih_ml.registry.metadata import (
 )
 from matih_ml.registry.model_card import render_model_card
 from matih_ml.registry.views import build_metadata, is_complete, version_info
+from matih_ml.runtime.files import source_inside
+from matih_ml.runtime.loader import ModelRuntime, SavedModelFolder
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
@@ -58,11 +61,16 @@ class Registrar:
     Args:
         client: The MLflow client.
         tenants: The tenant directory.
+        runtime: Checks the model's files and loads it (in process or sandboxed) for
+            its profile and type.
     """
 
-    def __init__(self, client: MlflowClient, tenants: TenantDirectory) -> None:
+    def __init__(
+        self, client: MlflowClient, tenants: TenantDirectory, runtime: ModelRuntime
+    ) -> None:
         self._client = client
         self._tenants = tenants
+        self._runtime = runtime
 
     def _get_registered(self, name: str) -> RegisteredModel:
         with translated(f"Model {name!r}"):
@@ -96,7 +104,8 @@ class Registrar:
         Args:
             tenant_id: The tenant.
             name: The model's name within the tenant.
-            model: An sklearn estimator, a ``torch.nn.Module`` or an ``onnx.ModelProto``.
+            model: An sklearn estimator, a ``torch.nn.Module`` or an ``onnx.ModelProto``;
+                or a :class:`SavedModelFolder` (an upload the sandbox saved already).
             framework: ``sklearn``, ``pytorch`` or ``onnx``.
             metrics: Evaluation metrics of this version.
             parameters: Training parameters (stored as strings).
@@ -119,14 +128,24 @@ class Registrar:
         name = validation.model_name(name)
         fw = frameworks.parse_framework(framework)
         frameworks.require_installed(fw)
-        frameworks.check_model(fw, model)
+        saved = model if isinstance(model, SavedModelFolder) else None
+        if saved is None:
+            frameworks.check_model(fw, model)
         clean_metrics = validation.metrics(metrics)
         clean_params = validation.params(parameters)
         clean_tags = validation.tags(tags)
-        kind = model_type or frameworks.infer_model_type(fw, model)
+        kind = model_type or (
+            saved.model_type if saved else frameworks.infer_model_type(fw, model)
+        )
         with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
             local = Path(tmp) / "model"
-            reqs = frameworks.save_model(fw, model, local, input_example)
+            if saved is not None:
+                shutil.copytree(saved.path, local, symlinks=True)
+                reqs_file = local / "requirements.txt"
+                reqs = reqs_file.read_text().split() if reqs_file.is_file() else []
+            else:
+                reqs = frameworks.save_model(fw, model, local, input_example)
+            self._runtime.inspect(tenant_id, name, local)
             with self._tenants.scope(tenant_id, create=True) as tenant:
                 run = self._log_registration_run(
                     tenant, name, fw, local, clean_metrics, clean_params, clean_tags, created_by
@@ -244,11 +263,15 @@ class Registrar:
             if existing is not None:
                 return version_info(tenant, existing), False
             source = self._model_source(run, path)
+            source_inside(source, self._tenants.tenant_artifact_root(tenant), "run_id")
             with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
                 local = Path(tmp) / "model"
                 local.mkdir()
                 with translated(f"model {path!r} of run {run_id!r}"):
                     get_artifact_repository(source).download_artifacts("", str(local))
+                # The files are data until proven otherwise: every path in the MLmodel
+                # stays in this folder, and code-bearing formats are allowed here.
+                found = self._runtime.inspect(tenant, name, local)
                 fw = self._framework_of(local)
                 if expected is not None and fw is not expected:
                     raise ValidationError(
@@ -271,7 +294,8 @@ class Registrar:
                     source=source,
                     local_model=local,
                     framework=fw,
-                    model_type=run.data.tags.get(TAG_MODEL_TYPE) or self._model_type_of(fw, local),
+                    model_type=run.data.tags.get(TAG_MODEL_TYPE)
+                    or (self._model_type_of(fw, local) if found.in_process else "unknown"),
                     description=description,
                     created_by=created_by or run.data.tags.get("mlflow.user", ""),
                     requirements=reqs,
@@ -398,7 +422,8 @@ class Registrar:
                 requirements=requirements,
             )
             (local_model / "model_card.md").write_text(card)
-            write_reference_profile(local_model)
+            with self._runtime.open(tenant, name, local_model) as loaded:
+                write_reference_profile(local_model, loaded)
             if not (local_model / "requirements.txt").exists():
                 (local_model / "requirements.txt").write_text("\n".join(requirements) + "\n")
             with translated(f"artifacts of {name!r} v{mv.version}"):

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from matih_ml.runtime.loader import ModelRuntime
 from matih_ml.serving.loaded import LoadedModel
 
 Key = tuple[str, str, str]  # tenant, model, version
@@ -26,14 +27,21 @@ class ModelCache:
         size: How many versions stay loaded.
         root: Where downloaded files are kept.
         download: Copies a version's files into a folder.
+        runtime: Loads a version (in process, or in the tenant's sandbox, which sees
+            ``root/<tenant>``).
     """
 
     def __init__(
-        self, size: int, root: Path, download: Callable[[str, str, str, Path], Path]
+        self,
+        size: int,
+        root: Path,
+        download: Callable[[str, str, str, Path], Path],
+        runtime: ModelRuntime,
     ) -> None:
         self.size = size
         self._root = root
         self._download = download
+        self._runtime = runtime
         self._lock = threading.Lock()
         self._models: OrderedDict[Key, LoadedModel] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
@@ -51,7 +59,9 @@ class ModelCache:
             with self._lock:
                 found = self._models.get(key)
             if found is None:
-                found = LoadedModel.load(tenant_id, model, version, self._files(key))
+                found = LoadedModel.load(
+                    tenant_id, model, version, self._files(key), self._runtime
+                )
                 with self._lock:
                     self.loads += 1
                     self._models[key] = found

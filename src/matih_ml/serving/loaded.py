@@ -5,6 +5,10 @@ bad field is a 422 that names it rather than whatever the framework raises. An s
 model is called directly with a DataFrame in the signature's column order: MLflow's
 pyfunc wrapper re-checks the schema per call, which costs more than the model does on
 one row.
+
+The model itself is loaded by :class:`~matih_ml.runtime.loader.ModelRuntime`: a data
+format here, a code-bearing one in the tenant's sandbox. The signature and the
+reference profile are read here either way: they are data.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.models import Model
-from mlflow.pyfunc import PyFuncModel
-from mlflow.pyfunc import load_model as load_pyfunc
 
 from matih_ml.errors import ValidationError
+from matih_ml.runtime.loader import ModelHandle, ModelRuntime
+from matih_ml.runtime.worker import to_json
 
 PROFILE_FILE = "matih_reference_profile.json"
 
@@ -54,7 +58,7 @@ class LoadedModel:
     tenant_id: str
     model: str
     version: str
-    pyfunc: PyFuncModel
+    model_handle: ModelHandle
     columns: list[Column] = field(default_factory=list)
     tensor_input: bool = False
     profile: dict[str, Any] | None = None
@@ -63,9 +67,20 @@ class LoadedModel:
     _fast: Any = None
 
     @classmethod
-    def load(cls, tenant_id: str, model: str, version: str, local: Path) -> LoadedModel:
-        """Load a version from its downloaded files."""
-        pyfunc = load_pyfunc(str(local))
+    def load(
+        cls, tenant_id: str, model: str, version: str, local: Path, runtime: ModelRuntime
+    ) -> LoadedModel:
+        """Load a version from its downloaded files, checked first.
+
+        Args:
+            local: The files, at ``<serving root>/<tenant>/<model>/<version>``.
+            runtime: Loads it in process or in the tenant's sandbox.
+
+        Raises:
+            UntrustedModelError: If its files fail the checks, or it carries code and
+                code-bearing models are refused.
+        """
+        handle = runtime.open_served(tenant_id, model, local, f"{model}/{version}")
         meta = Model.load(str(local))
         columns: list[Column] = []
         tensor = False
@@ -80,10 +95,8 @@ class LoadedModel:
                     columns.append(Column(name, kind, bool(spec.required)))
         profile_file = local / PROFILE_FILE
         profile = json.loads(profile_file.read_text()) if profile_file.exists() else None
-        native = None
-        if "sklearn" in meta.flavors and columns:
-            native = pyfunc.get_raw_model()
-        loaded = cls(tenant_id, model, version, pyfunc, columns, tensor, profile, None, native)
+        native = handle.raw if "sklearn" in meta.flavors and columns else None
+        loaded = cls(tenant_id, model, version, handle, columns, tensor, profile, None, native)
         loaded._fast = _array_estimator(native, columns, meta, local)
         return loaded
 
@@ -159,7 +172,7 @@ class LoadedModel:
         elif self._native is not None and isinstance(data, pd.DataFrame):
             out = self._native.predict(data)
         else:
-            out = self.pyfunc.predict(data)
+            out = self.model_handle.predict(data)
         return to_json(out)
 
 
@@ -201,18 +214,3 @@ def _fits(value: Any, kind: str) -> bool:
             and (not isinstance(value, float) or math.isfinite(value))
         )
     return isinstance(value, accepted)
-
-
-def to_json(out: Any) -> list[Any]:
-    """A model's output as plain JSON values, one per input row."""
-    if isinstance(out, pd.DataFrame):
-        if out.shape[1] == 1:
-            return out.iloc[:, 0].tolist()
-        return out.to_numpy().tolist()
-    if isinstance(out, pd.Series):
-        return out.tolist()
-    if isinstance(out, np.ndarray):
-        return out.tolist()
-    if isinstance(out, dict):
-        return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
-    return list(out)

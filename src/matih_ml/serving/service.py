@@ -25,6 +25,7 @@ from matih_ml.monitoring.checks import Figures, Monitor
 from matih_ml.monitoring.live import LiveTraffic
 from matih_ml.monitoring.prom import ServingMetrics
 from matih_ml.registry.reviews import ReviewService
+from matih_ml.runtime.sandbox import SandboxFailedError
 from matih_ml.serving.cache import ModelCache
 from matih_ml.serving.loaded import LoadedModel
 from matih_ml.serving.resolver import (
@@ -99,7 +100,10 @@ class PredictionService:
             s.serving_check_s,
         )
         self.cache = ModelCache(
-            s.serving_cache_size, s.data_dir / "serving", self._registry.download_version
+            s.serving_cache_size,
+            s.data_dir.resolve() / "serving",
+            self._registry.download_version,
+            services.runtime,
         )
         services.events.subscribe(self.resolver.invalidate)
         self.traffic = TrafficStore(services.db, s.serving_check_s)
@@ -170,6 +174,8 @@ class PredictionService:
         started = time.perf_counter()
         try:
             predictions = loaded.predict(data)
+        except SandboxFailedError:
+            raise  # the sandbox is down or timed out: a 503, not the input's fault
         except Exception as exc:  # noqa: BLE001 - any model failure is the caller's 422
             elapsed = time.perf_counter() - started
             self._observe(loaded, elapsed, False, None, None)
@@ -468,12 +474,13 @@ class PredictionService:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the checks and the shadow pool."""
+        """Stop the checks, the shadow pool and the tenants' sandbox workers."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
         self._pool.shutdown(wait=True)
+        self._services.runtime.close()
 
 
 def judge(summary: TrafficSummary, criteria: EvidenceCriteria) -> list[str]:

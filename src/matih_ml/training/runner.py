@@ -89,16 +89,15 @@ def _production_version(services: Services, tenant_id: str, model: str) -> str |
 def _baseline_score(
     services: Services, tenant_id: str, spec: JobSpec, version: str, x: pd.DataFrame, y: Any
 ) -> float:
-    import mlflow.pyfunc
-
     with tempfile.TemporaryDirectory(prefix="matih-baseline-") as tmp:
         local = services.registry.download_version(tenant_id, spec.model_name, version, Path(tmp))
-        pyfunc = mlflow.pyfunc.load_model(str(local))
-        # The sklearn estimator itself, so roc_auc can use predict_proba; any other
-        # flavour is scored on pyfunc predictions.
-        raw = pyfunc.get_raw_model() if "sklearn" in pyfunc.metadata.flavors else None
-        model = raw if raw is not None and hasattr(raw, "predict") else _Pyfunc(pyfunc, y)
-        return estimators.score(spec.evaluation.primary_metric, model, x, np.asarray(y))
+        # Loaded as serving loads it: in process if it is data, else in a sandbox.
+        with services.runtime.open(tenant_id, spec.model_name, local) as loaded:
+            # The sklearn estimator itself, so roc_auc can use predict_proba; any other
+            # flavour is scored on its predictions.
+            raw = loaded.raw
+            model = raw if raw is not None and hasattr(raw, "predict") else _Pyfunc(loaded, y)
+            return estimators.score(spec.evaluation.primary_metric, model, x, np.asarray(y))
 
 
 class _Pyfunc:
@@ -110,7 +109,7 @@ class _Pyfunc:
         self.classes_ = np.unique(np.asarray(y))
 
     def _raw(self, x: pd.DataFrame) -> np.ndarray:
-        inputs = x.astype(np.float32) if "pytorch" in self._pyfunc.metadata.flavors else x
+        inputs = x.astype(np.float32) if "pytorch" in self._pyfunc.flavors else x
         return np.asarray(self._pyfunc.predict(inputs))
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:

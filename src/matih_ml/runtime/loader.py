@@ -1,0 +1,309 @@
+"""The one way the service loads a tenant's model.
+
+Every load checks the files first (:func:`~matih_ml.runtime.files.check_folder`), then
+loads a data format in this process and a code-bearing one in the sandbox. Callers
+get a :class:`ModelHandle` either way and never call ``mlflow.pyfunc.load_model`` on a
+tenant's files themselves.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from matih_ml.runtime.files import UntrustedModelError
+from matih_ml.runtime.formats import TRUSTED_MODULES, Classification, classify
+from matih_ml.runtime.sandbox import (
+    MODELS_MOUNT,
+    OUT_MOUNT,
+    ModelRaisedError,
+    SandboxFailedError,
+    SandboxLimits,
+    SandboxProcess,
+    TenantSandboxes,
+    bwrap_path,
+    run_once,
+)
+from matih_ml.runtime.worker import to_json
+
+# (tenant, model) -> whether the tenant's policy lets code-bearing models run at all.
+CodePolicy = Callable[[str, str], bool]
+
+
+class ModelHandle(Protocol):
+    """A loaded model, wherever it runs."""
+
+    classification: Classification
+    flavors: dict[str, Any]
+
+    @property
+    def raw(self) -> Any | None:
+        """The framework's own object (an sklearn estimator), when loaded in process."""
+        ...
+
+    def predict(self, data: Any) -> Any:
+        """Score ``data`` (a DataFrame or an array); code-bearing models answer JSON."""
+        ...
+
+
+@dataclass
+class InProcessModel:
+    """A data-format model, loaded by MLflow in this process."""
+
+    classification: Classification
+    flavors: dict[str, Any]
+    pyfunc: Any
+
+    @property
+    def raw(self) -> Any | None:
+        """The sklearn estimator, or None for other flavours."""
+        if "sklearn" in self.flavors:
+            return self.pyfunc.get_raw_model()
+        return None
+
+    def predict(self, data: Any) -> Any:
+        """The pyfunc's prediction."""
+        return self.pyfunc.predict(data)
+
+
+@dataclass
+class SandboxedModel:
+    """A code-bearing model: each call goes to a sandboxed worker."""
+
+    classification: Classification
+    flavors: dict[str, Any]
+    send: Callable[[dict[str, Any]], dict[str, Any]]
+    path: str
+
+    @property
+    def raw(self) -> Any | None:
+        """Nothing of a sandboxed model lives in this process."""
+        return None
+
+    def predict(self, data: Any) -> list[Any]:
+        """The model's JSON predictions, one per row.
+
+        Raises:
+            ModelRaisedError: If the model raised.
+            SandboxFailedError: If the sandbox died or timed out.
+        """
+        answer = self.send({"op": "predict", "path": self.path, "data": encode_input(data)})
+        predictions = answer.get("predictions")
+        if not isinstance(predictions, list):
+            raise SandboxFailedError("The sandbox answered no list of predictions.")
+        return predictions
+
+    def example_predictions(self) -> list[Any] | None:
+        """Predictions on the model's stored input example; None when it has none."""
+        answer = self.send({"op": "example", "path": self.path})
+        if not answer.get("has_example"):
+            return None
+        predictions = answer.get("predictions")
+        return predictions if isinstance(predictions, list) else None
+
+
+def example_predictions(model: ModelHandle, folder: Path) -> tuple[Any, list[Any]] | None:
+    """The model's stored input example and its predictions on it (None: no example).
+
+    The example is read here (it is JSON data); a sandboxed model predicts on its own
+    copy of it in the sandbox.
+    """
+    from mlflow.models import Model
+
+    example = Model.load(str(folder)).load_input_example(str(folder))
+    if example is None:
+        return None
+    if isinstance(model, SandboxedModel):
+        predictions = model.example_predictions()
+        return None if predictions is None else (example, predictions)
+    return example, to_json(model.predict(example))
+
+
+def encode_input(data: Any) -> dict[str, Any]:
+    """Model input as JSON for the worker: a frame by rows, or a tensor."""
+    if isinstance(data, pd.DataFrame):
+        clean = data.astype(object).where(pd.notna(data), None)
+        return {
+            "kind": "frame",
+            "columns": [str(c) for c in data.columns],
+            "rows": [[_scalar(v) for v in row] for row in clean.itertuples(index=False)],
+        }
+    array = np.asarray(data)
+    return {"kind": "tensor", "values": array.tolist(), "dtype": str(array.dtype)}
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class SavedModelFolder:
+    """A model already saved as an MLflow model folder (an upload the sandbox converted),
+    registered as it is instead of being saved again."""
+
+    path: Path
+    model_type: str
+
+
+class ModelRuntime:
+    """Checks and loads tenants' models.
+
+    Args:
+        serving_root: The serving cache's folder; a tenant's serving worker sees
+            ``serving_root/<tenant>``.
+        limits: The sandbox workers' limits.
+        enabled: Whether the sandbox may run at all (``MATIH_SANDBOX``); when off, or
+            when bubblewrap is missing, code-bearing models are refused.
+        code_policy: Whether a tenant's policy allows code-bearing models.
+    """
+
+    def __init__(
+        self,
+        serving_root: Path,
+        limits: SandboxLimits,
+        *,
+        enabled: bool = True,
+        code_policy: CodePolicy | None = None,
+    ) -> None:
+        self.limits = limits
+        self.enabled = enabled and bwrap_path() is not None
+        self.sandboxes = TenantSandboxes(serving_root, limits, enabled=self.enabled)
+        self._code_policy = code_policy
+
+    # ------------------------------------------------------------------ checks
+
+    def inspect(self, tenant: str, model: str, folder: Path) -> Classification:
+        """Check a model folder and say where it may run.
+
+        Raises:
+            UntrustedModelError: If a path leaves the folder, or the model carries code
+                and the tenant's policy or the operator refuses such models.
+        """
+        found = classify(folder)
+        if found.in_process:
+            return found
+        why = found.reasons[0] if found.reasons else "it carries code"
+        if self._code_policy is not None and not self._code_policy(tenant, model):
+            raise UntrustedModelError(
+                f"The tenant's policy refuses code-bearing models, and this one is: {why}. "
+                "Save it as skops, ONNX or pt2.",
+                details={"field": "model", "reason": why},
+            )
+        if not self.enabled:
+            raise UntrustedModelError(
+                f"This model carries code ({why}), and the sandbox that runs such models is "
+                "off or bubblewrap is missing on the server.",
+                details={"field": "model", "reason": why},
+            )
+        return found
+
+    # ------------------------------------------------------------------ loading
+
+    @contextmanager
+    def open(self, tenant: str, model: str, folder: Path) -> Iterator[ModelHandle]:
+        """Load the model in ``folder`` for a one-off use (registration, a gate, a
+        training baseline); a sandbox started for it stops on exit."""
+        found = self.inspect(tenant, model, folder)
+        if found.in_process:
+            yield self._in_process(found, folder)
+            return
+        worker = SandboxProcess(folder, self.limits)
+        try:
+            flavors = _flavors(folder)
+            yield SandboxedModel(found, flavors, worker.call, MODELS_MOUNT)
+        finally:
+            worker.kill()
+
+    def open_served(self, tenant: str, model: str, folder: Path, mount_path: str) -> ModelHandle:
+        """Load a version for serving; a code-bearing one in the tenant's worker.
+
+        Args:
+            folder: The version's files, inside the serving root's folder of ``tenant``.
+            mount_path: The same folder relative to that tenant folder.
+        """
+        found = self.inspect(tenant, model, folder)
+        if found.in_process:
+            return self._in_process(found, folder)
+        path = f"{MODELS_MOUNT}/{mount_path}"
+
+        def send(request: dict[str, Any]) -> dict[str, Any]:
+            return self.sandboxes.call(tenant, request)[0]
+
+        handle = SandboxedModel(found, _flavors(folder), send, path)
+        send({"op": "load", "path": path})
+        return handle
+
+    @staticmethod
+    def _in_process(found: Classification, folder: Path) -> InProcessModel:
+        from mlflow.pyfunc import load_model
+
+        pyfunc = load_model(str(folder))
+        return InProcessModel(found, dict(pyfunc.metadata.flavors), pyfunc)
+
+    @contextmanager
+    def unpickle_upload(self, data: bytes, requirements: list[str]) -> Iterator[SavedModelFolder]:
+        """Unpickle an uploaded sklearn file in a sandbox, once, and save it as skops.
+
+        Raises:
+            UntrustedModelError: If the sandbox is off, or the file is not an sklearn
+                model made of sklearn, numpy and scipy types only.
+        """
+        if not self.enabled:
+            raise UntrustedModelError(
+                "Pickled uploads are unpickled only in the sandbox, which is off on this "
+                "server; upload ONNX, or log the model with skops and register the run.",
+                details={"field": "file"},
+            )
+        with tempfile.TemporaryDirectory(prefix="matih-upload-") as tmp:
+            inbox, out = Path(tmp) / "in", Path(tmp) / "out"
+            inbox.mkdir()
+            out.mkdir()
+            (inbox / "model.bin").write_bytes(data)
+            try:
+                answer = run_once(
+                    inbox,
+                    {
+                        "op": "unpickle_sklearn",
+                        "file": f"{MODELS_MOUNT}/model.bin",
+                        "out": f"{OUT_MOUNT}/model",
+                        "requirements": requirements,
+                        "trusted_modules": sorted(TRUSTED_MODULES),
+                    },
+                    self.limits,
+                    out=out,
+                )
+            except ModelRaisedError as exc:
+                raise UntrustedModelError(
+                    f"The file is not a loadable sklearn model: {exc}"[:500],
+                    details={"field": "file"},
+                ) from None
+            saved = out / "model"
+            # What the sandbox wrote is as untrusted as the upload: copy it out of the
+            # writable folder and check it as any model's files.
+            local = Path(tempfile.mkdtemp(prefix="matih-upload-model-"))
+            try:
+                shutil.copytree(saved, local / "model", symlinks=True)
+                kind = answer.get("model_type")
+                yield SavedModelFolder(
+                    local / "model", kind if isinstance(kind, str) else "unknown"
+                )
+            finally:
+                shutil.rmtree(local, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the serving workers."""
+        self.sandboxes.close()
+
+
+def _flavors(folder: Path) -> dict[str, Any]:
+    from matih_ml.runtime.files import read_mlmodel
+
+    return dict(read_mlmodel(folder)["flavors"])
