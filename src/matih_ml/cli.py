@@ -24,6 +24,7 @@ from matih_ml.errors import MatihError
 from matih_ml.registry.policy import Policy
 
 if TYPE_CHECKING:
+    from matih_ml.config import Settings
     from matih_ml.services import Services
 
 app = typer.Typer(
@@ -101,6 +102,7 @@ def serve(
             f"Try: curl -H 'Authorization: Bearer {key}' http://{host}:{port}/api/v1/models",
             err=True,
         )
+    _announce_scrape_token(settings, f"http://{host}:{port}")
     if workers > 1:
         # Worker processes each build their own services from the same environment
         # (uvicorn forks them from an import string, not from an app object).
@@ -147,7 +149,9 @@ def serve_models(
 
     # Built once here: migrations run once rather than racing in every replica, and a bad
     # configuration fails now rather than after Ray's slow start.
-    load_services()
+    services = load_services()
+    if not as_json:
+        _announce_scrape_token(services.settings, f"http://{host}:{port}")
     with stderr.status("Starting Ray Serve..."):
         url = ray_app.run(host, port, replicas, blocking=False)
     ready = {"url": url, "ray_address": ray_app.ray_address()}
@@ -156,6 +160,21 @@ def serve_models(
     else:
         stderr.print(f"Serving on {url} (Ray at {ready['ray_address']}); Ctrl-C stops it.")
     ray_app.serve_until_signalled()
+
+
+def _announce_scrape_token(settings: Settings, base_url: str) -> None:
+    """On the embedded default's first start, make the /metrics scrape token and print it.
+
+    Printed once, like the bootstrap admin key: only its hash is kept.
+    """
+    from matih_ml.auth.scrape_token import ensure_scrape_token
+
+    token = ensure_scrape_token(settings)
+    if token:
+        # Plain prints, like the admin key's: the token must stay on one line to be copied.
+        typer.echo("Created the /metrics scrape token, shown this once:", err=True)
+        typer.echo(f"  {token}", err=True)
+        typer.echo(f"Scrape: curl -H 'Authorization: Bearer {token}' {base_url}/metrics", err=True)
 
 
 def _recover(services: Services) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import threading
 from dataclasses import asdict
@@ -25,10 +24,10 @@ from matih_ml.api.schemas import (
     TrafficSummaryRead,
 )
 from matih_ml.auth.principal import Permission, Principal
+from matih_ml.auth.scrape_token import check_scrape_token
 from matih_ml.errors import (
     ForbiddenError,
     PayloadTooLargeError,
-    UnauthenticatedError,
     ValidationError,
 )
 from matih_ml.serving.resolver import Target, WouldBlock, loadable_by_viewer
@@ -301,19 +300,10 @@ def monitoring(
 
 @metrics_router.get("/metrics", include_in_schema=False)
 def prometheus(request: Request) -> Response:
-    """Prometheus metrics. Scrapers send ``MATIH_METRICS_TOKEN`` as a bearer token;
-    tenants' API keys do not open it (it spans tenants). Without a token it is open only
-    on the embedded single-host default."""
+    """Prometheus metrics, for the scrape token only (tenants' keys do not open it: it
+    names every tenant and model). See ``matih_ml.auth.scrape_token``."""
     settings = request.app.state.services.settings
-    token = settings.metrics_token
-    if not token and not settings.single_host:
-        raise UnauthenticatedError(
-            "/metrics is closed: set MATIH_METRICS_TOKEN and scrape with it as a bearer token."
-        )
-    if token:
-        sent = request.headers.get("authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            raise UnauthenticatedError("/metrics needs the scrape token (MATIH_METRICS_TOKEN).")
+    check_scrape_token(settings, request.headers.get("authorization", ""))
     serving = get_serving_of(request.app)
     return Response(
         serving.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
