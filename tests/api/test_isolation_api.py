@@ -19,6 +19,8 @@ CALLS = [
     ("POST", "/api/v1/models/churn/versions", {"run_id": "{run}"}),
     ("GET", "/api/v1/models/churn/versions", None),
     ("GET", "/api/v1/models/churn/versions/1", None),
+    ("GET", "/api/v1/models/churn/versions/1/files", None),
+    ("GET", "/api/v1/models/churn/versions/1/files/MLmodel", None),
     ("DELETE", "/api/v1/models/churn/versions/1", None),
     ("PUT", "/api/v1/models/churn/stage", {"version": "1", "stage": "staging"}),
     ("GET", "/api/v1/experiments", None),
@@ -91,6 +93,7 @@ def _template(path: str) -> str:
     )
     path = path.replace("/metrics/accuracy/", "/metrics/{key}/").replace("{appr}", "{approval_id}")
     path = path.replace("{hook}", "{webhook_id}").replace("{job}", "{job_id}")
+    path = re.sub(r"/files/MLmodel$", "/files/{path}", path)
     return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
 
 

@@ -140,7 +140,7 @@ def test_the_reconciler_confirms_what_happened_and_drops_what_did_not(
     by_id = {e["id"]: e for e in new}
     assert set(by_id) == {happened, ended}
     assert by_id[happened]["data"]["version"] == "1"
-    assert by_id[happened]["data"]["artifact_uri"].endswith("/models/churn/1")
+    assert by_id[happened]["data"]["artifact_uri"] == "/api/v1/models/churn/versions/1/files"
     assert by_id[ended]["data"]["status"] == "FINISHED"
     assert never not in by_id and failed_delete not in by_id
     settled = {happened, never, ended, failed_delete}

@@ -131,7 +131,7 @@ def test_lifecycle_events_arrive_signed_in_order_as_the_catalog_says(
     deployed = [e["data"] for e in arrived if e["type"] == "MODEL_DEPLOYED"]
     assert [(d["version"], d["replaced"]) for d in deployed] == [(v1, None), (v2, v1), (v1, v2)]
     assert {(d["stage"], d["actor"]) for d in deployed} == {("production", "serving")}
-    assert arrived[0]["data"]["artifact_uri"].endswith(f"/models/churn/{v1}")
+    assert arrived[0]["data"]["artifact_uri"] == f"/api/v1/models/churn/versions/{v1}/files"
     training = [e for e in receiver.events() if e["subject"] == f"run/{run_id}"]
     assert [e["type"] for e in training] == ["MODEL_TRAINING_STARTED", "MODEL_TRAINING_COMPLETED"]
     assert training[1]["data"]["status"] == "FINISHED"

@@ -149,6 +149,10 @@ def test_a_model_its_lineage_promote_refusal_rollback_and_history(page, shop) ->
     assert page.tab.get_attribute("#lineage-run", "href").startswith("#/runs/")
     feast = page.text("#lineage-feast")
     assert "feast.view.customer_stats" in feast and "customer_stats:spend_30d" in feast
+    # Its files, listed through the API (no server path on the page).
+    page.tab.wait_for_selector("#lineage-files li")
+    assert "MLmodel" in page.text("#lineage-files")
+    assert "/artifacts/" not in page.text("#lineage")
     page.shot("model")
 
     # Roll back (a reason is required): v1 serves production again.

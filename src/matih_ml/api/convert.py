@@ -1,9 +1,15 @@
-"""MLflow entities to response bodies."""
+"""MLflow entities to response bodies.
+
+Where MLflow holds a server path or bucket URI (an experiment's artifact location, a
+run's artifact URI), the body holds the API path that serves those files instead
+(:mod:`matih_ml.urls`).
+"""
 
 from __future__ import annotations
 
 from mlflow.entities import Experiment, Run
 
+from matih_ml import urls
 from matih_ml.api.schemas import ExperimentRead, RunRead
 
 
@@ -12,7 +18,7 @@ def experiment_read(e: Experiment) -> ExperimentRead:
     return ExperimentRead(
         experiment_id=e.experiment_id,
         name=e.name,
-        artifact_location=e.artifact_location,
+        runs_url=urls.experiment_runs(e.experiment_id),
         lifecycle_stage=e.lifecycle_stage,
         tags=dict(e.tags or {}),
         creation_time=e.creation_time,
@@ -29,7 +35,7 @@ def run_read(r: Run) -> RunRead:
         status=r.info.status,
         start_time=r.info.start_time,
         end_time=r.info.end_time,
-        artifact_uri=r.info.artifact_uri,
+        artifact_uri=urls.run_artifacts(r.info.run_id),
         metrics=dict(r.data.metrics),
         params=dict(r.data.params),
         tags=dict(r.data.tags),

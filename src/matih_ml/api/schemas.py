@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from matih_ml import urls
 from matih_ml.api.params import FrameworkName, RoleName, StageName
 from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
 from matih_ml.registry.policy import Policy
@@ -51,14 +52,32 @@ class ModelRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     created_by: str
-    artifact_uri: str
+    artifact_uri: str = Field(
+        description="The API path listing the current version's files ('' with no version)"
+    )
     registered_version: str | None = Field(
-        default=None, description="The version this request created (registration only)"
+        default=None,
+        description="The version registered (registration only): new, or the one the run "
+        "already had in this model",
+    )
+    created: bool | None = Field(
+        default=None,
+        description="Registration only: true when this request created registered_version "
+        "(201), false when the run was registered into this model before (200)",
     )
 
     @classmethod
-    def of(cls, md: ModelMetadata, registered_version: str | None = None) -> ModelRead:
-        return cls(**md.__dict__, registered_version=registered_version)
+    def of(
+        cls, md: ModelMetadata, registered_version: str | None = None, created: bool | None = None
+    ) -> ModelRead:
+        data = dict(md.__dict__)
+        # The registry's own path or bucket URI stays inside the service (see matih_ml.urls).
+        data["artifact_uri"] = (
+            urls.version_files(md.name, md.current_version) if md.current_version else ""
+        )
+        if registered_version is not None and created is None:
+            created = True  # an upload always makes a new version
+        return cls(**data, registered_version=registered_version, created=created)
 
 
 class VersionRead(BaseModel):
@@ -67,8 +86,11 @@ class VersionRead(BaseModel):
     stage: str
     framework: str
     run_id: str | None
-    source: str
-    artifact_uri: str
+    source: str = Field(
+        description="Where it came from: the API path of the run's artifacts it was "
+        "registered from, or a runs:/ or models:/ URI"
+    )
+    artifact_uri: str = Field(description="The API path listing the version's own files")
     description: str
     tags: dict[str, str]
     aliases: list[str]
@@ -79,7 +101,17 @@ class VersionRead(BaseModel):
     def of(cls, v: ModelVersionInfo) -> VersionRead:
         data = dict(v.__dict__)
         data.pop("tenant_id")
+        # Server paths and bucket URIs stay inside the service (see matih_ml.urls).
+        data["artifact_uri"] = urls.version_files(v.model_id, v.version)
+        data["source"] = urls.version_source(v.source, v.run_id, v.model_id, v.version)
         return cls(**data)
+
+
+class VersionRegistered(VersionRead):
+    created: bool = Field(
+        description="True when this request created the version (201), false when the run "
+        "was registered into this model before (200)"
+    )
 
 
 class ModelCreate(BaseModel):
@@ -129,7 +161,7 @@ class StageChange(BaseModel):
 class ExperimentRead(BaseModel):
     experiment_id: str
     name: str
-    artifact_location: str
+    runs_url: str = Field(description="The API path listing the experiment's runs")
     lifecycle_stage: str
     tags: dict[str, str]
     creation_time: int | None
@@ -143,7 +175,9 @@ class RunRead(BaseModel):
     status: str
     start_time: int | None
     end_time: int | None
-    artifact_uri: str
+    artifact_uri: str = Field(
+        description="The API path listing the run's artifacts (/{path} after it downloads one)"
+    )
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]

@@ -82,6 +82,8 @@ class Registered(_Data):
     version: str
     framework: str
     run_id: str | None = None
+    # The API address of its files (/api/v1/models/{model}/versions/{version}/files),
+    # never the server's folder or bucket URI.
     artifact_uri: str
     created_by: str = ""
 

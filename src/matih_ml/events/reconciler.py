@@ -15,12 +15,13 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from matih_ml import urls
 from matih_ml.errors import MatihError, NotFoundError
 from matih_ml.events.catalog import EventType
 from matih_ml.events.outbox import TAG_EVENT_INTENT, EventLog
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import queries
-from matih_ml.registry.metadata import TAG_ARTIFACT_URI, TAG_CREATED_BY, TAG_FRAMEWORK
+from matih_ml.registry.metadata import TAG_CREATED_BY, TAG_FRAMEWORK
 from matih_ml.registry.views import is_complete
 from matih_ml.store.models import EventRow
 from matih_ml.tenancy import tenant_scope
@@ -142,7 +143,7 @@ class Reconciler:
             "version": str(mv.version),
             "framework": tags.get(TAG_FRAMEWORK, ""),
             "run_id": mv.run_id,
-            "artifact_uri": tags.get(TAG_ARTIFACT_URI, mv.source or ""),
+            "artifact_uri": urls.version_files(name, str(mv.version)),
             "created_by": tags.get(TAG_CREATED_BY, ""),
         }
         return "confirm", data, None

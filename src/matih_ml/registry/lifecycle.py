@@ -23,7 +23,13 @@ from matih_ml.events.catalog import EventType
 from matih_ml.registry import lifecycle_events
 from matih_ml.registry.gates import GateResult, production_gate, staging_gate
 from matih_ml.registry.lifecycle_reads import LifecycleReads, Move, TransitionResult, move_of
-from matih_ml.registry.metadata import STAGE_RANK, ModelMetadata, ModelVersionInfo, Stage
+from matih_ml.registry.metadata import (
+    STAGE_RANK,
+    ModelMetadata,
+    ModelVersionInfo,
+    Registration,
+    Stage,
+)
 from matih_ml.registry.policy import Policy, PolicyStore
 from matih_ml.registry.reviews import ReviewService
 from matih_ml.registry.service import RegistryService
@@ -147,9 +153,20 @@ class LifecycleService(LifecycleReads):
     def register_from_run(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any
     ) -> ModelVersionInfo:
+        """:meth:`register_run`, for callers that need only the version."""
+        return self.register_run(tenant_id, model_id, run_id, **options).version
+
+    def register_run(
+        self, tenant_id: str, model_id: str, run_id: str, **options: Any
+    ) -> Registration:
         """Register a run's model, under the model's lock, so that pipelines racing to
         register the same run get one version between them (see
-        ``RegistryService.create_version`` for the options)."""
+        ``RegistryService.create_version`` for the options).
+
+        Returns:
+            The version, and whether this call created it (False: the run was
+            registered into this model before; nothing was written).
+        """
         name = validation.model_name(model_id)
         validate_tenant_id(tenant_id)
         # The intent is written before the lock: on SQLite the lock is the database's

@@ -100,3 +100,12 @@ class ModelVersionInfo:
     aliases: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering a run's model gave: the version, and whether this call created it
+    (False: the run was registered into the model before, and that version is returned)."""
+
+    version: ModelVersionInfo
+    created: bool

@@ -10,18 +10,20 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from matih_ml import validation
+from matih_ml import urls, validation
 from matih_ml.backend import MlflowBackend
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.events.catalog import EventType
 from matih_ml.events.outbox import EventLog, Pending
 from matih_ml.mlflow_errors import translated
+from matih_ml.registry import version_files
 from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
 from matih_ml.registry.listing import MAX_PAGE, ModelLister, ModelPage
 from matih_ml.registry.metadata import (
     TAG_ARTIFACT_URI,
     ModelMetadata,
     ModelVersionInfo,
+    Registration,
     Stage,
 )
 from matih_ml.registry.registration import Registrar
@@ -45,7 +47,8 @@ def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, A
         "version": v.version,
         "framework": v.framework,
         "run_id": v.run_id,
-        "artifact_uri": v.artifact_uri,
+        # The API address of its files: events leave the service, server paths must not.
+        "artifact_uri": urls.version_files(v.model_id, v.version),
         "created_by": created_by or "",
     }
 
@@ -127,16 +130,19 @@ class RegistryService:
         tenant_id = validate_tenant_id(tenant_id)
         name = validation.model_name(model_id)
         with self.events.pending(tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}) as p:
-            v = self.create_version_for_intent(tenant_id, name, run_id, p, **options)
-        return v
+            done = self.create_version_for_intent(tenant_id, name, run_id, p, **options)
+        return done.version
 
     def create_version_for_intent(
         self, tenant_id: str, model_id: str, run_id: str, pending: Pending, **options: Any
-    ) -> ModelVersionInfo:
+    ) -> Registration:
         """:meth:`create_version` carrying out an intent the caller recorded (and confirms).
 
         The caller holds a lock across this (the lifecycle does), so the intent had
         to be written before it.
+
+        Returns:
+            The version, and whether this call created it (the API answers 201 or 200).
         """
         v, created = self._registrar.create_version(
             tenant_id, model_id, run_id, intent_id=pending.id, **options
@@ -145,7 +151,7 @@ class RegistryService:
             pending.data.update(registered_event(v, options.get("created_by")))
         else:
             pending.cancel()
-        return v
+        return Registration(v, created)
 
     # ----------------------------------------------------------------------- reads
 
@@ -277,6 +283,49 @@ class RegistryService:
             with translated(f"artifacts of {name!r} v{number}"):
                 get_artifact_repository(uri).download_artifacts("", str(dest))
         return dest
+
+    def list_version_files(
+        self, tenant_id: str, model_id: str, version: str | int, path: str | None = None
+    ) -> list[Any]:
+        """The files and folders at ``path`` in a version's own copy of its files.
+
+        Raises:
+            NotFoundError: If the model, the version or the folder is not this tenant's.
+        """
+        name, number, rel = self._file_args(model_id, version, path)
+        with self._tenants.scope(tenant_id):
+            uri = self._files_uri(name, number)
+            return version_files.list_files(uri, rel, f"Files of {name!r} v{number}")
+
+    def download_version_file(
+        self, tenant_id: str, model_id: str, version: str | int, path: str, dest: Path
+    ) -> Path:
+        """Copy one file of a version's own copy into the folder ``dest``.
+
+        Raises:
+            NotFoundError: If the model, the version or the file is not this tenant's.
+            ValidationError: For a bad path, or a folder.
+        """
+        name, number, rel = self._file_args(model_id, version, path)
+        if not rel:
+            raise ValidationError("A file path is required.", details={"field": "path"})
+        with self._tenants.scope(tenant_id):
+            uri = self._files_uri(name, number)
+            return version_files.download_file(uri, rel, dest, f"Files of {name!r} v{number}")
+
+    @staticmethod
+    def _file_args(
+        model_id: str, version: str | int, path: str | None
+    ) -> tuple[str, str, str | None]:
+        return (
+            validation.model_name(model_id),
+            validation.version(version),
+            validation.artifact_path(path),
+        )
+
+    def _files_uri(self, name: str, number: str) -> str:
+        mv = self._get_version(name, number)
+        return (mv.tags or {}).get(TAG_ARTIFACT_URI) or mv.source
 
     def model_card(self, tenant_id: str, model_id: str, version: str | int) -> str | None:
         """The version's ``model_card.md``, from the registry's own copy of its files

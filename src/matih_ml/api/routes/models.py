@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
@@ -13,9 +16,18 @@ from starlette.exceptions import HTTPException
 
 from matih_ml import validation
 from matih_ml.api.deps import Admin, Reader, ServicesDep, Writer
-from matih_ml.api.params import FrameworkName, MaxResults, ModelId, PageToken, StageName, Version
+from matih_ml.api.params import (
+    ArtifactPath,
+    FrameworkName,
+    MaxResults,
+    ModelId,
+    PageToken,
+    StageName,
+    Version,
+)
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import (
+    ArtifactRead,
     ModelCreate,
     ModelRead,
     Page,
@@ -23,6 +35,7 @@ from matih_ml.api.schemas import (
     UploadMetadata,
     VersionCreate,
     VersionRead,
+    VersionRegistered,
 )
 from matih_ml.auth.principal import Permission
 from matih_ml.errors import ValidationError
@@ -60,8 +73,16 @@ _UPLOAD_SCHEMA = {
 }
 
 
-@router.post("", status_code=201, response_model=ModelRead, openapi_extra=_UPLOAD_SCHEMA)
-async def register_model(request: Request, services: ServicesDep, who: Writer) -> ModelRead:
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelRead,
+    openapi_extra=_UPLOAD_SCHEMA,
+    responses={200: {"model": ModelRead, "description": "The run was registered before"}},
+)
+async def register_model(
+    request: Request, response: Response, services: ServicesDep, who: Writer
+) -> ModelRead:
     """Register a model or a new version: JSON naming a run, or a multipart file upload."""
     from starlette.concurrency import run_in_threadpool
 
@@ -91,7 +112,10 @@ async def register_model(request: Request, services: ServicesDep, who: Writer) -
             body = ModelCreate.model_validate_json(await request.body() or b"{}")
         except PydanticValidationError as exc:
             raise _as_validation(exc) from None
-        return await run_in_threadpool(_register_run, services, who.tenant_id, who.subject, body)
+        read = await run_in_threadpool(_register_run, services, who.tenant_id, who.subject, body)
+        if read.created is False:
+            response.status_code = 200  # nothing was created: the run's version, as it was
+        return read
     raise ValidationError(
         f"Content type {ctype!r} is not accepted: send application/json or multipart/form-data.",
         details={"field": "content-type"},
@@ -159,7 +183,7 @@ def _land(
 
 
 def _register_run(services: Services, tenant: str, subject: str, body: ModelCreate) -> ModelRead:
-    v = services.lifecycle.register_from_run(
+    done = services.lifecycle.register_run(
         tenant,
         body.name,
         body.run_id,
@@ -171,8 +195,10 @@ def _register_run(services: Services, tenant: str, subject: str, body: ModelCrea
         metrics=body.metrics,
         parameters=body.parameters,
     )
-    landed = _land(services, tenant, subject, body.name, v.version)
-    return ModelRead.of(landed or services.registry.require_model(tenant, body.name), v.version)
+    version = done.version.version
+    landed = _land(services, tenant, subject, body.name, version)
+    found = landed or services.registry.require_model(tenant, body.name)
+    return ModelRead.of(found, version, done.created)
 
 
 _TAG_KEY = r"[\w\-. /:]+"
@@ -227,12 +253,17 @@ def delete_model(model_id: ModelId, services: ServicesDep, who: Admin) -> Respon
     return Response(status_code=204)
 
 
-@router.post("/{model_id}/versions", status_code=201, response_model=VersionRead)
+@router.post(
+    "/{model_id}/versions",
+    status_code=201,
+    response_model=VersionRegistered,
+    responses={200: {"model": VersionRegistered, "description": "The run was registered before"}},
+)
 def create_version(
-    model_id: ModelId, body: VersionCreate, services: ServicesDep, who: Writer
-) -> VersionRead:
-    """Register a run's model as a new version (the same run twice gives the same version)."""
-    v = services.lifecycle.register_from_run(
+    model_id: ModelId, body: VersionCreate, response: Response, services: ServicesDep, who: Writer
+) -> VersionRegistered:
+    """Register a run's model as a new version (the same run again: its version, 200)."""
+    done = services.lifecycle.register_run(
         who.tenant_id,
         model_id,
         body.run_id,
@@ -241,9 +272,12 @@ def create_version(
         tags=body.tags,
         created_by=who.subject,
     )
+    v = done.version
     if _land(services, who.tenant_id, who.subject, model_id, v.version) is not None:
         v = services.registry.get_version(who.tenant_id, model_id, v.version)
-    return VersionRead.of(v)
+    if not done.created:
+        response.status_code = 200
+    return VersionRegistered(**VersionRead.of(v).model_dump(), created=done.created)
 
 
 @router.get("/{model_id}/versions", response_model=Page[VersionRead])
@@ -272,6 +306,42 @@ def get_version(
     v = VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
     card = services.registry.model_card(who.tenant_id, model_id, version) if with_card else None
     return VersionWithCard(**v.model_dump(), model_card=card)
+
+
+@router.get("/{model_id}/versions/{version}/files", response_model=list[ArtifactRead])
+def list_version_files(
+    model_id: ModelId,
+    version: Version,
+    services: ServicesDep,
+    who: Reader,
+    path: Annotated[str | None, Query(max_length=1024)] = None,
+) -> list[ArtifactRead]:
+    """List the version's own files (the registry's copy) at ``path``."""
+    files = services.registry.list_version_files(who.tenant_id, model_id, version, path)
+    return [ArtifactRead(path=f.path, is_dir=f.is_dir, file_size=f.file_size) for f in files]
+
+
+@router.get(
+    "/{model_id}/versions/{version}/files/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_version_file(
+    model_id: ModelId, version: Version, path: ArtifactPath, services: ServicesDep, who: Reader
+) -> Response:
+    """Download one of the version's own files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = services.registry.download_version_file(
+            who.tenant_id, model_id, version, path, Path(tmp)
+        )
+        data = local.read_bytes()
+    # RFC 6266's filename*: any name, quotes and non-Latin-1 included, stays one value.
+    disposition = f"attachment; filename*=UTF-8''{quote(local.name, safe='')}"
+    return Response(
+        content=data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": disposition},
+    )
 
 
 @router.delete("/{model_id}/versions/{version}", status_code=204)

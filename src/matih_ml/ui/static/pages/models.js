@@ -2,7 +2,7 @@
 //   #/models                  the list: search, filters, pages (state in the hash query)
 //   #/models/<name>           versions, model card, lineage, promote and roll back
 //   #/models/<name>/history   the timeline of stage moves, and production at a time
-import { api, badge, confirmAction, errorBox, h, navigate, number, when } from "../app.js";
+import { api, badge, confirmAction, errorBox, h, navigate, number, session, when } from "../app.js";
 
 const STAGES = ["development", "staging", "production", "archived"];
 const FRAMEWORKS = ["sklearn", "pytorch", "onnx", "tensorflow"];
@@ -312,7 +312,7 @@ function lineage(v, run) {
       : none()],
     ["Training job", tags.job_id ? h("code", { id: "lineage-job" }, tags.job_id) : none()],
     ["Training run", tags.training_run_id ? h("code", { id: "lineage-training-run" }, tags.training_run_id) : none()],
-    ["Files", v.artifact_uri ? h("code", { class: "wrap" }, v.artifact_uri) : none()],
+    ["Files", v.artifact_uri ? versionFiles(v.artifact_uri) : none()],
   ];
   return h("div", { id: "lineage" },
     h("dl", { class: "facts" }, rows.flatMap(([k, val]) => [h("dt", {}, k), h("dd", {}, val)])),
@@ -321,6 +321,36 @@ function lineage(v, run) {
       ? h("table", { id: "lineage-feast", class: "compact" },
         h("tbody", {}, feast.map(([k, val]) => h("tr", { dataset: { tag: k } }, h("td", {}, h("code", {}, k)), h("td", { class: "wrap" }, val)))))
       : h("p", { id: "lineage-feast", class: "muted" }, "No Feast features recorded."));
+}
+
+// The version's own files: artifact_uri is the API's listing of them (never a server
+// path). Each downloads through the API with the session's credential, as a blob.
+function versionFiles(listing) {
+  const box = h("div", { id: "lineage-files" }, h("span", { class: "muted" }, "Loading…"));
+  api("GET", listing).then((r) => {
+    box.replaceChildren();
+    if (!r.ok) { box.append(errorBox(r.error)); return; }
+    const files = r.data.filter((f) => !f.is_dir);
+    if (!files.length) { box.append(h("span", { class: "muted" }, "No files.")); return; }
+    box.append(h("ul", { class: "files" }, files.map((f) => h("li", {},
+      h("a", {
+        href: "#", dataset: { path: f.path },
+        onclick: (e) => { e.preventDefault(); download(`${listing}/${f.path.split("/").map(encodeURIComponent).join("/")}`, f.path); },
+      }, f.path),
+      f.file_size != null ? h("span", { class: "muted" }, ` ${f.file_size} bytes`) : null))));
+  });
+  return box;
+}
+
+async function download(url, name) {
+  const r = await fetch(url, { headers: { Authorization: `Bearer ${session.credential}` } });
+  if (!r.ok) return;
+  const href = URL.createObjectURL(await r.blob());
+  const a = h("a", { href, download: name.split("/").pop() });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  URL.revokeObjectURL(href);
 }
 
 // ------------------------------------------------------------------ history
