@@ -48,9 +48,8 @@ def test_log_in_with_a_jwt(browser, services) -> None:
 
     secret = "ui-test-secret-that-is-long-enough-for-hs256"
     settings = services.settings.model_copy(update={"jwt_secret": secret})
-    server = LiveServer(
-        create_app(services=replace(services, settings=settings, jwt=JwtVerifier(settings)))
-    )
+    verifier = JwtVerifier(settings, tenant_exists=services.tenants.exists)
+    server = LiveServer(create_app(services=replace(services, settings=settings, jwt=verifier)))
     tenant = services.tenants.create_tenant(new_tenant_id("uj")).tenant_id
     token = pyjwt.encode(
         {"sub": "alice", "tenant_id": tenant, "roles": ["approver"], "exp": int(time.time()) + 300},

@@ -64,7 +64,7 @@ export async function render(main, { query, who }) {
         h("td", {}, `v${a.version}`),
         h("td", {}, badge("production")),
         h("td", { class: "who" }, a.requested_by,
-          a.requested_by === who.subject ? h("span", { class: "muted mine" }, " (you)") : null),
+          a.requested_by === who.owner ? h("span", { class: "muted mine" }, " (you)") : null),
         h("td", { class: "nowrap" }, when(a.requested_at)),
         h("td", { class: "comment" }, a.comment || h("span", { class: "muted" }, "—")),
         canDecide ? h("td", { class: "actions" },
