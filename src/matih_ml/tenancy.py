@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from mlflow.entities.workspace import WorkspaceDeletionMode
 from mlflow.utils.workspace_context import ServerWorkspaceContext
 
-from matih_ml.backend import MlflowBackend
+from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
+from matih_ml.config import Settings
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.mlflow_errors import translated
 
@@ -214,10 +215,65 @@ class TenantDirectory:
             yield bound
 
 
+# One directory per store this process has been pointed at by tenant(): connecting
+# (building MLflow's stores) costs more than a with-block should.
+_process_directories: dict[tuple[str, str, str], tuple[MlflowBackend, TenantDirectory]] = {}
+_process_lock = threading.Lock()
+
+
+def _process_directory(settings: Settings) -> TenantDirectory:
+    key = (settings.tracking_uri, settings.registry_uri, settings.artifact_root)
+    with _process_lock:
+        found = _process_directories.get(key)
+        if found is None:
+            backend = connect(settings)  # MLflow's process switches: workspaces on, ...
+            found = _process_directories[key] = (backend, TenantDirectory(backend))
+        # MLflow's fluent API (mlflow.pyfunc.load_model) reaches the same stores. It names
+        # stores in the environment, never a tenant, so this is safe to repeat.
+        use_as_mlflow_default(found[0])
+    return found[1]
+
+
+@contextmanager
+def tenant(tenant_id: str, *, settings: Settings | None = None) -> Iterator[str]:
+    """Work as ``tenant_id`` in this process: ``models:/`` URIs and other stock MLflow
+    calls in the block reach that tenant's models, and only its.
+
+    MLflow's registry serves a tenant only when a workspace is bound, so a script or a
+    notebook on the service's stores (an operator's, or a job's) wraps its MLflow calls
+    in this::
+
+        import mlflow
+        from matih_ml.tenancy import tenant
+
+        with tenant("acme"):
+            model = mlflow.pyfunc.load_model("models:/churn/Production")  # or @production
+
+    The process is configured as the service configures its own (workspaces on, the
+    tracking and registry URIs of ``settings``, by default read from the environment:
+    ``MLFLOW_TRACKING_URI``, ``MATIH_DATA_DIR``, ...). The tenant is bound to the current
+    thread or task only, as everywhere else, so threads may each use their own. Loading
+    runs the model's own code in *this* process: it is for models you trust; the
+    service itself never loads a code-bearing model outside its sandbox.
+
+    Args:
+        tenant_id: The tenant (it must exist).
+        settings: The stores to use (default: ``Settings()``, from the environment).
+
+    Raises:
+        ValidationError: For a bad tenant id.
+        NotFoundError: If there is no such tenant on those stores.
+    """
+    directory = _process_directory(settings or Settings())
+    with directory.scope(tenant_id) as bound:
+        yield bound
+
+
 __all__ = [
     "Tenant",
     "TenantDirectory",
     "current_tenant",
+    "tenant",
     "tenant_scope",
     "validate_tenant_id",
 ]
