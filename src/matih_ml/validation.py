@@ -12,6 +12,7 @@ import numbers
 import re
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from matih_ml.errors import ValidationError
@@ -206,6 +207,24 @@ def tags(values: Any) -> dict[str, str]:
             )
         out[k] = text
     return out
+
+
+def utc_time(value: datetime, what: str) -> datetime:
+    """Return a time in UTC; a time without a zone is taken as UTC.
+
+    Raises:
+        ValidationError: If it is out of range once in UTC (``0001-01-01T00:00+01:00``
+            is in year 0, which ``datetime`` cannot hold).
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{what} is out of range once converted to UTC: {value.isoformat()}.",
+            details={"field": what},
+        ) from None
 
 
 def run_id(value: Any) -> str:

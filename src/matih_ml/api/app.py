@@ -28,6 +28,7 @@ from matih_ml.api.routes import (
     training_jobs,
     webhooks,
 )
+from matih_ml.api.unhandled import UnhandledErrorMiddleware
 from matih_ml.config import Settings
 from matih_ml.services import Services, build_services
 from matih_ml.ui import routes as ui_routes
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(ui_routes.router)
     app.mount("/ui/static", ui_routes.static_app(), name="ui-static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # Added last, so it wraps the others: whatever no handler took is answered here,
+    # without the re-raise of Starlette's outermost middleware that drops the connection.
+    app.add_middleware(UnhandledErrorMiddleware)
     _with_training_schemas(app)
     return app
 

@@ -97,28 +97,35 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
         return JSONResponse(
-            error_body(code, str(exc.detail)),
+            # InvalidBodyError (api/body.py) carries details; Starlette's own do not.
+            error_body(code, str(exc.detail), getattr(exc, "details", None)),
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     async def _dependency(_: Request, exc: Exception) -> JSONResponse:
-        down = unavailable(exc)
-        if down is None:
-            log.exception("unhandled error", exc_info=exc)
-            return JSONResponse(error_body("INTERNAL", "An internal error occurred."), 500)
-        log.warning("dependency unavailable: %s (%s: %s)", down.message, type(exc).__name__, exc)
-        return JSONResponse(error_body(down.code, down.message, down.details), 503)
+        status, body = unexpected(exc)
+        return JSONResponse(body, status)
 
-    # The libraries that report a dependency being down get handlers of their own:
-    # the catch-all below runs in Starlette's outermost middleware, which re-raises
-    # after answering, and uvicorn then drops the client's keep-alive connection.
+    # The libraries that report a dependency being down get handlers of their own;
+    # anything else unhandled is answered by UnhandledErrorMiddleware (api/unhandled.py),
+    # which, unlike Starlette's outermost middleware, keeps the connection open.
     for exc_type in _dependency_exceptions():
         app.add_exception_handler(exc_type, _dependency)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return await _dependency(request, exc)
+
+def unexpected(exc: Exception) -> tuple[int, dict]:
+    """The status and body for an exception that is not one of ours, logged.
+
+    A dependency being down is a 503 naming it; anything else is a 500 whose body says
+    nothing of the cause (the log has the traceback).
+    """
+    down = unavailable(exc)
+    if down is None:
+        log.exception("unhandled error", exc_info=exc)
+        return 500, error_body("INTERNAL", "An internal error occurred.")
+    log.warning("dependency unavailable: %s (%s: %s)", down.message, type(exc).__name__, exc)
+    return 503, error_body(down.code, down.message, down.details)
 
 
 def _dependency_exceptions() -> list[type[Exception]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -73,9 +73,9 @@ class LifecycleReads:
     def production_at(self, tenant_id: str, model_id: str, at: datetime) -> str | None:
         """The version that served production at time ``at`` (None if none did)."""
         name = validation.model_name(model_id)
-        self._registry.require_model(tenant_id, name)
         # SQLite keeps times without their zone, so compare in UTC only.
-        at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+        at = validation.utc_time(at, "at")
+        self._registry.require_model(tenant_id, name)
         serving: str | None = None
         with self._db.uow() as s:
             for row in store.history(s, tenant_id, name, until=at):

@@ -6,13 +6,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, Approver, Reader, ServicesDep
 from matih_ml.api.params import ModelId
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import ApprovalDecision, ApprovalRead, Page, PolicyRead
 from matih_ml.registry.policy import Policy
 
-router = APIRouter(prefix="/api/v1", tags=["approvals"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1", tags=["approvals"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 

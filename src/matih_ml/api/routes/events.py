@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import EventFeed
 from matih_ml.events.catalog import EventType, json_schemas
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/events", tags=["events"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 
 @router.get("", response_model=EventFeed)

@@ -6,13 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.convert import experiment_read, run_read
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.params import ExperimentId, MaxResults, PageToken
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import ComparisonRow, ExperimentRead, Page, RunRead
 
-router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/experiments", tags=["experiments"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 
 @router.get("", response_model=Page[ExperimentRead])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import ServicesDep, Writer
 from matih_ml.api.params import RunId
 from matih_ml.api.routes._common import ERRORS
@@ -16,7 +16,9 @@ from matih_ml.api.schemas import LogBatchResult, MetricColumns, MetricRows
 from matih_ml.errors import PayloadTooLargeError, ValidationError
 from matih_ml.tracking.runs import MAX_INGEST
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/runs", tags=["runs"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 _BODY_SCHEMA = {
     "requestBody": {
@@ -47,10 +49,7 @@ def _decode(raw: bytes, encoding: str, limit: int) -> Any:
             )
     elif encoding not in ("", "identity"):
         raise ValidationError(f"Content-Encoding {encoding[:40]!r} is not supported; use gzip.")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"The body is not valid JSON: {exc}.") from None
+    return parse_json(raw)
 
 
 def _columns(body: Any) -> tuple[list, list, list | None, list | None]:

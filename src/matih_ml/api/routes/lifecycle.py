@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, Reader, ServicesDep, Writer
 from matih_ml.api.params import ModelId, Version
 from matih_ml.api.routes._common import ERRORS
@@ -26,7 +27,9 @@ from matih_ml.api.schemas import (
 )
 from matih_ml.registry.policy import Policy
 
-router = APIRouter(prefix="/api/v1/models", tags=["lifecycle"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/models", tags=["lifecycle"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 
 @router.get("/{model_id}/history", response_model=Page[MoveRead])

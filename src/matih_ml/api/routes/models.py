@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
@@ -15,7 +13,9 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
 from matih_ml import validation
+from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import Admin, Reader, ServicesDep, Writer
+from matih_ml.api.downloads import attachment
 from matih_ml.api.params import (
     ArtifactPath,
     FrameworkName,
@@ -43,7 +43,9 @@ from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import load_uploaded_model
 from matih_ml.services import Services
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/models", tags=["models"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
@@ -139,8 +141,12 @@ def _upload_metadata(raw: Any) -> UploadMetadata:
     if not isinstance(raw, str):
         raise ValidationError("Field 'metadata' must be JSON text.", details={"field": "metadata"})
     try:
-        return UploadMetadata.model_validate(json.loads(raw))
-    except (ValueError, PydanticValidationError) as exc:
+        return UploadMetadata.model_validate(parse_json(raw))
+    except ValidationError as exc:
+        raise ValidationError(
+            f"Field 'metadata' is not valid: {exc.message}", details={"field": "metadata"}
+        ) from None
+    except PydanticValidationError as exc:
         raise ValidationError(
             f"Field 'metadata' is not valid: {exc}", details={"field": "metadata"}
         ) from None
@@ -335,13 +341,7 @@ def download_version_file(
             who.tenant_id, model_id, version, path, Path(tmp)
         )
         data = local.read_bytes()
-    # RFC 6266's filename*: any name, quotes and non-Latin-1 included, stays one value.
-    disposition = f"attachment; filename*=UTF-8''{quote(local.name, safe='')}"
-    return Response(
-        content=data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": disposition},
-    )
+    return attachment(data, local.name)
 
 
 @router.delete("/{model_id}/versions/{version}", status_code=204)

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.convert import run_read
 from matih_ml.api.deps import Reader, ServicesDep, Writer
+from matih_ml.api.downloads import attachment
 from matih_ml.api.params import ArtifactPath, MaxResults, MetricKey, PageToken, RunId
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import (
@@ -28,7 +30,9 @@ from matih_ml.api.schemas import (
 )
 from matih_ml.tracking.runs import MetricPoint
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/runs", tags=["runs"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 
 @router.post("", status_code=201, response_model=RunRead)
@@ -162,8 +166,4 @@ def download_artifact(
     with tempfile.TemporaryDirectory() as tmp:
         local = services.runs.download_artifact(who.tenant_id, run_id, path, Path(tmp))
         data = local.read_bytes()
-    return Response(
-        content=data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{local.name}"'},
-    )
+    return attachment(data, local.name)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.params import ModelId
 from matih_ml.api.routes._common import ERRORS
@@ -33,7 +34,9 @@ from matih_ml.errors import (
 from matih_ml.serving.resolver import Target, WouldBlock, loadable_by_viewer
 from matih_ml.serving.service import EvidenceCriteria, Prediction, PredictionService
 
-router = APIRouter(prefix="/api/v1/models", tags=["serving"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/models", tags=["serving"], responses=ERRORS, route_class=JsonBodyRoute
+)
 metrics_router = APIRouter(tags=["health"])
 
 # One request's records; larger inputs go to predict:batch, which scores in chunks.
@@ -132,10 +135,7 @@ def _require_loadable(
 
 
 def _body(raw: bytes, limit: int) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"The body is not valid JSON: {exc}.") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ValidationError("The body must be a JSON object.", details={"field": "body"})
     rows = body.get("records", body.get("inputs"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import PrincipalDep
 from matih_ml.api.routes._common import ERRORS
 
-router = APIRouter(prefix="/api/v1", tags=["session"], responses=ERRORS)
+router = APIRouter(prefix="/api/v1", tags=["session"], responses=ERRORS, route_class=JsonBodyRoute)
 
 
 class WhoAmI(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import ErrorBody, Page
@@ -16,6 +17,7 @@ from matih_ml.training.jobs import JOB_ID_PATTERN, Job
 from matih_ml.training.spec import JobSpec
 
 router = APIRouter(
+    route_class=JsonBodyRoute,
     prefix="/api/v1/training-jobs",
     tags=["training"],
     responses={

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, ServicesDep
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.api.schemas import (
@@ -16,7 +17,9 @@ from matih_ml.api.schemas import (
     WebhookRead,
 )
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERRORS, route_class=JsonBodyRoute
+)
 
 WebhookId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^wh_[a-f0-9]{1,37}$")]
 
