@@ -24,14 +24,19 @@ PARAM_VALUE_MAX = 6000
 TAG_VALUE_MAX = 5000
 MAX_STEP = 2**63 - 1
 
+# \Z, not $: Python's $ also matches before a final newline, so "churn\n" would pass.
 # Model names end up in URIs (models:/NAME/1) and artifact paths, so they are kept
 # to characters that need no escaping in either.
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 # MLflow's own rule for metric, param and tag keys.
-_KEY_RE = re.compile(r"^[\w\-. /:]+$")
-_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_KEY_RE = re.compile(r"^[\w\-. /:]+\Z")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_PAGE_TOKEN_RE = re.compile(r"^[A-Za-z0-9+/=_-]{1,4096}$")
+# In tag and param values a tab or a line break is text (MLflow's own mlflow.note.content
+# tag holds Markdown); NUL and the other control characters are not.
+_VALUE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PAGE_TOKEN_RE = re.compile(r"^[A-Za-z0-9+/=_-]{1,4096}\Z")
+RUN_NAME_MAX = 250
 
 # The same rules as JSON-schema patterns, for the API's published document.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -95,6 +100,39 @@ def experiment_name(name: Any) -> str:
             details={"field": "experiment_name"},
         )
     return name
+
+
+def run_name(value: Any) -> str | None:
+    """Check an optional run name: at most 250 characters, no control characters."""
+    if value is None:
+        return None
+    value = _require_str(value, "run_name")
+    if len(value) > RUN_NAME_MAX:
+        raise ValidationError(
+            f"run_name is over {RUN_NAME_MAX} characters.",
+            details={"field": "run_name", "limit": RUN_NAME_MAX},
+        )
+    if _CONTROL_RE.search(value):
+        raise ValidationError(
+            "run_name must not contain control characters.", details={"field": "run_name"}
+        )
+    return value
+
+
+def _value_text(value: Any, what: str, k: str, limit: int) -> str:
+    text = str(value)
+    if len(text) > limit:
+        raise ValidationError(
+            f"{what.capitalize()} {k!r} is {len(text)} characters; the limit is {limit}.",
+            details={"field": f"{what}s", "key": k},
+        )
+    if _VALUE_CONTROL_RE.search(text):
+        raise ValidationError(
+            f"{what.capitalize()} {k!r} has a control character (only tab and line breaks "
+            "are allowed in values).",
+            details={"field": f"{what}s", "key": k},
+        )
+    return text
 
 
 def key(value: Any, what: str = "key") -> str:
@@ -173,13 +211,8 @@ def params(values: Any) -> dict[str, str]:
         )
     out: dict[str, str] = {}
     for k, v in values.items():
-        text = str(v)
-        if len(text) > PARAM_VALUE_MAX:
-            raise ValidationError(
-                f"Param {k!r} is {len(text)} characters; the limit is {PARAM_VALUE_MAX}.",
-                details={"field": "parameters", "key": k},
-            )
-        out[key(k, "param key")] = text
+        k = key(k, "param key")
+        out[k] = _value_text(v, "parameter", k, PARAM_VALUE_MAX)
     return out
 
 
@@ -199,13 +232,7 @@ def tags(values: Any) -> dict[str, str]:
                 f"Tag {k!r} is in the reserved 'matih.' namespace.",
                 details={"field": "tags", "key": k},
             )
-        text = str(v)
-        if len(text) > TAG_VALUE_MAX:
-            raise ValidationError(
-                f"Tag {k!r} is {len(text)} characters; the limit is {TAG_VALUE_MAX}.",
-                details={"field": "tags", "key": k},
-            )
-        out[k] = text
+        out[k] = _value_text(v, "tag", k, TAG_VALUE_MAX)
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,7 +15,10 @@ from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATT
 
 T = TypeVar("T")
 
-_Strict = ConfigDict(extra="forbid")
+# allow_inf_nan: json.loads reads NaN and Infinity, which no input of ours means.
+_Strict = ConfigDict(extra="forbid", allow_inf_nan=False)
+# A metric is a number: strict, so that true is refused rather than taken as 1.0.
+Metric = Annotated[float, Field(strict=True)]
 
 
 class ErrorDetail(BaseModel):
@@ -123,7 +126,7 @@ class ModelCreate(BaseModel):
     artifact_path: str = Field(default="model", min_length=1, max_length=256)
     framework: FrameworkName | None = None
     description: str = Field(default="", max_length=5000)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Metric] = {}
     parameters: dict[str, str | int | float | bool] = {}
     tags: dict[str, str] = {}
 
@@ -133,7 +136,7 @@ class UploadMetadata(BaseModel):
 
     model_config = _Strict
     description: str = Field(default="", max_length=5000)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Metric] = {}
     parameters: dict[str, str | int | float | bool] = {}
     tags: dict[str, str] = {}
     model_type: str | None = Field(default=None, max_length=32)
@@ -194,7 +197,7 @@ class RunCreate(BaseModel):
 class MetricIn(BaseModel):
     model_config = _Strict
     key: str = Field(min_length=1, max_length=250)
-    value: float
+    value: Metric
     step: int = Field(default=0, ge=0, le=2**63 - 1)
     timestamp: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
@@ -306,7 +309,7 @@ class EvaluationCreate(BaseModel):
     model_config = _Strict
     kind: Literal["shadow", "ab"]
     passed: bool
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Metric] = {}
     notes: str = Field(default="", max_length=5000)
 
 

@@ -67,6 +67,12 @@ def _webhook(row: WebhookRow) -> Webhook:
 def _check_url(url: str) -> str:
     if not isinstance(url, str) or len(url) > 2000:
         raise ValidationError("url must be a string of at most 2000 characters.")
+    if any(c <= " " or c == "\x7f" for c in url):
+        # urlsplit drops tabs and line breaks before parsing, so the check below would
+        # pass a URL whose stored text still has them (header injection at delivery).
+        raise ValidationError(
+            "url must not contain spaces or control characters.", details={"field": "url"}
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
         raise ValidationError(

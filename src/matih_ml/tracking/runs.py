@@ -124,8 +124,7 @@ class RunService:
         """Start a run in the tenant's experiment (created on first use)."""
         name = validation.experiment_name(experiment_name)
         clean = validation.tags(tags)
-        if run_name is not None and len(run_name) > 250:
-            raise ValidationError("run_name is over 250 characters.", details={"field": "run_name"})
+        run_name = validation.run_name(run_name)
         all_tags = {**clean, TAG_TENANT: tenant_id, TAG_USER: user_id, TAG_JOB: job_id}
         with self._tenants.scope(tenant_id, create=True) as tenant:
             experiment_id = get_or_create_experiment(self._client, name)

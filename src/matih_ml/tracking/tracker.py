@@ -333,8 +333,7 @@ class ExperimentTracker:
             )
         name = validation.experiment_name(experiment_name)
         user_tags = validation.tags(config.tags)
-        if config.run_name is not None and len(config.run_name) > 250:
-            raise ValidationError("run_name is over 250 characters.", details={"field": "run_name"})
+        validation.run_name(config.run_name)
         tags = {
             **user_tags,
             TAG_TENANT: config.tenant_id,
