@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from matih_ml.store.db import Database, alembic_config
 
@@ -16,8 +17,15 @@ def _upgrade(db: Database, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
-def test_existing_keys_are_owned_by_their_name_and_duplicates_are_renamed(tmp_path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'matih.db'}")
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_existing_keys_are_owned_by_their_name_and_duplicates_are_renamed(
+    engine, tmp_path, request
+) -> None:
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'matih.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    db = Database(url)
     _upgrade(db, "0005")
     start = datetime(2025, 1, 1, tzinfo=UTC)
     rows = [  # two tenants; acme has two keys called admin-key (the old default)
@@ -48,7 +56,7 @@ def test_existing_keys_are_owned_by_their_name_and_duplicates_are_renamed(tmp_pa
         ("dddddddddddddddd", "admin-key", "admin-key"),
     ]
     # From here on the database refuses a second name in a tenant.
-    with pytest.raises(Exception, match="UNIQUE"), db.engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=r"(?i)unique"), db.engine.begin() as conn:
         conn.execute(
             text("UPDATE matih_api_keys SET name = 'ci' WHERE key_id = :k"), {"k": "a" * 16}
         )
