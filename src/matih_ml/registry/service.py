@@ -35,6 +35,8 @@ from matih_ml.registry.views import (
     version_info,
     versions_of,
 )
+from matih_ml.runtime.files import UntrustedModelError, source_inside
+from matih_ml.runtime.loader import ModelRuntime, example_predictions
 from matih_ml.tenancy import TenantDirectory, validate_tenant_id
 from matih_ml.tracking.metrics import log_metrics
 from matih_ml.tracking.run_reads import RunSummary, sql_engine, summaries
@@ -65,11 +67,18 @@ class RegistryService:
         tenants: The tenant directory (resolves and provisions tenants).
     """
 
-    def __init__(self, backend: MlflowBackend, tenants: TenantDirectory, events: EventLog) -> None:
+    def __init__(
+        self,
+        backend: MlflowBackend,
+        tenants: TenantDirectory,
+        events: EventLog,
+        runtime: ModelRuntime,
+    ) -> None:
         self._backend = backend
         self._client = backend.client
         self._tenants = tenants
-        self._registrar = Registrar(self._client, tenants)
+        self._runtime = runtime
+        self._registrar = Registrar(self._client, tenants, runtime)
         self._lister = ModelLister(self._client, tenants)
         self.events = events
 
@@ -279,6 +288,7 @@ class RegistryService:
         with self._tenants.scope(tenant_id):
             mv = self._get_version(name, number)
             uri = (mv.tags or {}).get(TAG_ARTIFACT_URI) or mv.source
+            source_inside(uri, self._tenants.tenant_artifact_root(tenant_id))
             dest.mkdir(parents=True, exist_ok=True)
             with translated(f"artifacts of {name!r} v{number}"):
                 get_artifact_repository(uri).download_artifacts("", str(dest))
@@ -356,29 +366,29 @@ class RegistryService:
     def prediction_check(
         self, tenant_id: str, model_id: str, version: str, *, require_example: bool
     ) -> list[str]:
-        """Load a version and predict on its stored input example.
+        """Load a version (in process, or in the sandbox if it carries code) and
+        predict on its stored input example.
 
         Returns:
             The reasons it fails (empty when it passes).
         """
-        from mlflow.models import Model
-        from mlflow.pyfunc import load_model
-
-        with self._tenants.scope(tenant_id):
+        with self._tenants.scope(tenant_id) as tenant:
             mv = self._get_version(model_id, version)
             uri = (mv.tags or {}).get(TAG_ARTIFACT_URI) or mv.source
             try:
+                source_inside(uri, self._tenants.tenant_artifact_root(tenant))
                 with tempfile.TemporaryDirectory(prefix="matih-check-") as tmp:
-                    local = get_artifact_repository(uri).download_artifacts("", tmp)
-                    model = load_model(local)
-                    example = Model.load(local).load_input_example(local)
-                    if example is None:
+                    local = Path(get_artifact_repository(uri).download_artifacts("", tmp))
+                    with self._runtime.open(tenant, model_id, local) as model:
+                        scored = example_predictions(model, local)
+                    if scored is None:
                         return (
                             ["no input example is stored with the model to predict on"]
                             if require_example
                             else []
                         )
-                    model.predict(example)
+            except UntrustedModelError as exc:
+                return [f"the model's files are refused: {exc.message}"[:500]]
             except Exception as exc:  # noqa: BLE001 - any failure is the gate's reason
                 return [f"the model does not load and predict: {type(exc).__name__}: {exc}"[:500]]
         return []

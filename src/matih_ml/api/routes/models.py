@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,7 +39,7 @@ from matih_ml.api.schemas import (
 from matih_ml.auth.principal import Permission
 from matih_ml.errors import ValidationError
 from matih_ml.registry.metadata import ModelMetadata
-from matih_ml.registry.uploads import load_uploaded_model
+from matih_ml.registry.uploads import uploaded_model
 from matih_ml.services import Services
 
 router = APIRouter(
@@ -161,19 +160,19 @@ def _register_upload(
     data: bytes,
     meta: UploadMetadata,
 ) -> ModelRead:
-    model = load_uploaded_model(framework, io.BytesIO(data))
-    md, v = services.registry.register_model_version(
-        tenant,
-        name,
-        model,
-        framework,
-        meta.metrics,
-        meta.parameters,
-        meta.tags,
-        description=meta.description,
-        model_type=meta.model_type,
-        created_by=subject,
-    )
+    with uploaded_model(framework, data, services.runtime) as model:
+        md, v = services.registry.register_model_version(
+            tenant,
+            name,
+            model,
+            framework,
+            meta.metrics,
+            meta.parameters,
+            meta.tags,
+            description=meta.description,
+            model_type=meta.model_type,
+            created_by=subject,
+        )
     return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md, v.version)
 
 
