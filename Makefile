@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install install-browser run demo test lint format bench clean
+.PHONY: install install-browser install-sandbox run demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	# torch==2.13.0 is pinned in pyproject: the CPU build on this machine's disk.
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(MAKE) --no-print-directory install-browser
+	$(MAKE) --no-print-directory install-sandbox
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +24,15 @@ install-browser:
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "warning: chromium could not be installed; the web page tests will fail under CI=true"; }
+
+# Code-bearing models (pickles, PythonModels) load only in a bubblewrap sandbox; without
+# bwrap the service refuses them (docs/api.md, "Security").
+install-sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  echo "installing Debian's bubblewrap for the model sandbox"; \
+	  (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) || \
+	  echo "warning: bubblewrap could not be installed; code-bearing models will be refused"; }
 
 run: $(STAMP)
 	$(VENV)/bin/matih-ml serve --host $${MATIH_HOST:-127.0.0.1} --port $${MATIH_PORT:-8080}

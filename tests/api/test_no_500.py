@@ -84,6 +84,35 @@ def _nested(depth: int, around: str = "{}") -> bytes:
 JSON = {"content-type": "application/json"}
 
 
+# ------------------------------------------------------------------ model outputs
+
+
+def test_an_onnx_classifier_from_skl2onnx_answers_json(editor, tenant, tmp_path) -> None:
+    # Its output is an int64 label and a ZipMap of class probabilities: both must convert.
+    import mlflow.onnx
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    est = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    folder = tmp_path / "onnx"
+    mlflow.onnx.save_model(to_onnx(est, x), str(folder), pip_requirements=["onnxruntime"])
+    run_id = run_with_model(editor.client, folder)
+    v = ok(editor.client.post("/api/v1/models", json={"name": "onx", "run_id": run_id}), 201)
+    answer = ok(
+        editor.client.post(
+            "/api/v1/models/onx/predict",
+            params={"version": v["registered_version"]},
+            json={"inputs": x[:3].tolist()},
+        )
+    )
+    rows = answer["predictions"]
+    assert [r["output_label"] for r in rows] == est.predict(x[:3]).tolist()
+    assert all(abs(sum(r["output_probability"].values()) - 1) < 1e-5 for r in rows)
+    editor.then_still_usable()
+
+
 # ------------------------------------------------------------------ deeply nested JSON
 
 

@@ -6,7 +6,6 @@ thresholds. Then bad input, another tenant's key, and /metrics."""
 from __future__ import annotations
 
 import sys
-
 import time
 from dataclasses import replace
 from pathlib import Path
