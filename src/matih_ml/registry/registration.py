@@ -134,9 +134,7 @@ class Registrar:
         clean_metrics = validation.metrics(metrics)
         clean_params = validation.params(parameters)
         clean_tags = validation.tags(tags)
-        kind = model_type or (
-            saved.model_type if saved else frameworks.infer_model_type(fw, model)
-        )
+        kind = model_type or (saved.model_type if saved else frameworks.infer_model_type(fw, model))
         with tempfile.TemporaryDirectory(prefix="matih-model-") as tmp:
             local = Path(tmp) / "model"
             if saved is not None:

@@ -59,9 +59,7 @@ class ModelCache:
             with self._lock:
                 found = self._models.get(key)
             if found is None:
-                found = LoadedModel.load(
-                    tenant_id, model, version, self._files(key), self._runtime
-                )
+                found = LoadedModel.load(tenant_id, model, version, self._files(key), self._runtime)
                 with self._lock:
                     self.loads += 1
                     self._models[key] = found
