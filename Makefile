@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_serving.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_sandbox.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache

@@ -238,3 +238,23 @@ def test_to_json_takes_every_kind_of_output() -> None:
     ]
     assert to_json([np.inf, "x", b"y", None]) == [None, "x", "y", None]
     assert to_json("one") == ["one"]
+
+
+def test_a_model_that_raises_while_loading_is_a_422_not_a_crash(tmp_path) -> None:
+    from matih_ml.runtime.loader import ModelLoadFailedError
+
+    folder = tmp_path / "serving" / "acme" / "broken" / "1"
+    folder.mkdir(parents=True)
+    (folder / "code").mkdir()
+    (folder / "code" / "broken_loader.py").write_text(
+        "def _load_pyfunc(path):\n    raise RuntimeError('no weights here')\n"
+    )
+    (folder / "MLmodel").write_text(
+        "flavors:\n  python_function: {loader_module: broken_loader, code: code}\n"
+    )
+    runtime = ModelRuntime(tmp_path / "serving", SandboxLimits())
+    try:
+        with pytest.raises(ModelLoadFailedError, match="no weights here"):
+            runtime.open_served("acme", "broken", folder, "broken/1")
+    finally:
+        runtime.close()

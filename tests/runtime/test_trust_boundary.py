@@ -61,6 +61,12 @@ class Deployment:
         env = {**env, "MATIH_PROBE_SECRET": "s3cret", "AWS_PROBE_SECRET": "s3cret"}
         self.server = ServeProcess(tmp_path / "serve.log", env)
         self.services = build_services(settings)
+        self.a: dict[str, Any] = {}
+        self.b: dict[str, Any] = {}
+
+    def fresh_tenants(self) -> None:
+        """New tenants A and B, so that tests sharing the server share nothing else."""
+        self._close_clients()
         self.a = self._tenant("tba")
         self.b = self._tenant("tbb")
 
@@ -122,20 +128,21 @@ class Deployment:
                 continue
         return found
 
-    def close(self) -> None:
+    def _close_clients(self) -> None:
         for t in (self.a, self.b):
             for role in ("admin", "editor", "viewer"):
-                t[role].close()
+                if role in t:
+                    t[role].close()
+
+    def close(self) -> None:
+        self._close_clients()
         self.server.stop()
         self.services.db.dispose()
 
 
-@pytest.fixture(
-    params=["embedded", pytest.param("production", marks=[pytest.mark.postgres, pytest.mark.slow])]
-)
-def deployment(request, tmp_path, monkeypatch) -> Iterator[Deployment]:
+def _deployment(request, tmp_path: Path, profile: str) -> Iterator[Deployment]:
     data = tmp_path / "data"
-    if request.param == "embedded":
+    if profile == "embedded":
         env = {"MATIH_DATA_DIR": str(data)}
         settings = embedded_settings(data)
     else:
@@ -150,11 +157,34 @@ def deployment(request, tmp_path, monkeypatch) -> Iterator[Deployment]:
         settings = Settings(
             MLFLOW_TRACKING_URI=pg, MLFLOW_ARTIFACT_ROOT=ROOT, MATIH_DATA_DIR=str(data)
         )
-    d = Deployment(tmp_path, request.param, env, settings)
+    d = Deployment(tmp_path, profile, env, settings)
     try:
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture(scope="module")
+def embedded(request, tmp_path_factory) -> Iterator[Deployment]:
+    """One `matih-ml serve` on the embedded default for the module; each test takes
+    tenants of its own."""
+    yield from _deployment(request, tmp_path_factory.mktemp("embedded"), "embedded")
+
+
+@pytest.fixture
+def production(request, tmp_path) -> Iterator[Deployment]:
+    """PostgreSQL with S3 (moto's server)."""
+    yield from _deployment(request, tmp_path, "production")
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("production", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
+def deployment(request) -> Deployment:
+    """The embedded default, and PostgreSQL with S3."""
+    d = request.getfixturevalue(request.param)
+    d.fresh_tenants()
+    return d
 
 
 def _register(client: httpx.Client, name: str, folder: Path) -> httpx.Response:
@@ -178,18 +208,18 @@ def _versions(client: httpx.Client, name: str) -> list[dict]:
 # ------------------------------------------------------------------ paths in MLmodel
 
 
-def test_no_mlmodel_trick_reaches_another_tenants_model(deployment: Deployment) -> None:
+def test_no_mlmodel_trick_reaches_another_tenants_model(deployment: Deployment, tmp_path) -> None:
     d = deployment
     a, b = d.a, d.b
     x = _frame()
-    a_run = run_with_model(a["editor"], _clean_model(d.tmp_path / "a", 1))
+    a_run = run_with_model(a["editor"], _clean_model(tmp_path / "a", 1))
     secret = ok(a["editor"].post("/api/v1/models", json={"name": "secret", "run_id": a_run}), 201)
     version = secret["registered_version"]
     a_answer = ok(_predict(a["editor"], "secret", version, x))["predictions"]
     assert a_answer == [1] * len(x)
     a_file = d.served_files(a["id"], "secret", version) / "model.skops"
     assert a_file.is_file()  # A's model, on the service's disk
-    b_clean = _clean_model(d.tmp_path / "b", 0)
+    b_clean = _clean_model(tmp_path / "b", 0)
     # Where B's version would be served from: relative paths start there.
     b_served = d.served_files(b["id"], "stolen", "1")
     relative = os.path.relpath(a_file, b_served)
@@ -215,7 +245,7 @@ def test_no_mlmodel_trick_reaches_another_tenants_model(deployment: Deployment) 
         ),
     }
     for trick, (edit, field) in tricks.items():
-        folder = payloads.with_mlmodel(b_clean, d.tmp_path / f"b-{trick}", edit)
+        folder = payloads.with_mlmodel(b_clean, tmp_path / f"b-{trick}", edit)
         refused = error(_register(b["editor"], "stolen", folder), 422, "UNTRUSTED_MODEL")
         assert field in refused["details"]["field"], (trick, refused)
         assert _versions(b["editor"], "stolen") == [], trick
@@ -272,11 +302,11 @@ def _probe(prediction: dict) -> dict:
     return json.loads(prediction["probe"])
 
 
-def test_code_bearing_models_run_only_in_the_sandbox(deployment: Deployment) -> None:
+def test_code_bearing_models_run_only_in_the_sandbox(deployment: Deployment, tmp_path) -> None:
     d = deployment
     b = d.b
     # A's files exist on the host, so that failing to read them means something.
-    ok(_register(d.a["editor"], "secret", _clean_model(d.tmp_path / "a", 1)), 201)
+    ok(_register(d.a["editor"], "secret", _clean_model(tmp_path / "a", 1)), 201)
     x = _frame(4)
     builders = {
         "loader_module": payloads.loader_module_model,
@@ -285,9 +315,9 @@ def test_code_bearing_models_run_only_in_the_sandbox(deployment: Deployment) -> 
     }
     markers = []
     for kind, build in builders.items():
-        marker = d.tmp_path / f"marker-{kind}"
+        marker = tmp_path / f"marker-{kind}"
         markers.append(marker)
-        folder = build(d.tmp_path / kind, _probe_config(d, marker))
+        folder = build(tmp_path / kind, _probe_config(d, marker))
         version = ok(_register(b["editor"], kind, folder), 201)["registered_version"]
         answer = ok(_predict(b["editor"], kind, version, x))["predictions"]
         # It still predicts right...
@@ -317,13 +347,14 @@ def test_code_bearing_models_run_only_in_the_sandbox(deployment: Deployment) -> 
     assert d.server.proc.poll() is None
 
 
-def test_an_uploaded_pickle_is_unpickled_in_the_sandbox_only(deployment: Deployment) -> None:
+def test_an_uploaded_pickle_is_unpickled_in_the_sandbox_only(
+    embedded: Deployment, tmp_path
+) -> None:
     import pickle
 
-    d = deployment
-    if d.profile != "embedded":
-        pytest.skip("the upload path is the same on every profile")
-    marker = d.tmp_path / "marker-upload"
+    d = embedded
+    d.fresh_tenants()
+    marker = tmp_path / "marker-upload"
     hostile = payloads._Evil(_probe_config(d, marker))
     refused = error(
         d.b["editor"].post(
@@ -348,12 +379,11 @@ def test_an_uploaded_pickle_is_unpickled_in_the_sandbox_only(deployment: Deploym
     assert got == est.predict(x.iloc[:5]).tolist()
 
 
-def test_a_policy_can_refuse_code_bearing_models(deployment: Deployment) -> None:
-    d = deployment
-    if d.profile != "embedded":
-        pytest.skip("policies are the same on every profile")
+def test_a_policy_can_refuse_code_bearing_models(embedded: Deployment, tmp_path) -> None:
+    d = embedded
+    d.fresh_tenants()
     b = d.b
-    folder = payloads.pickle_model(d.tmp_path / "p", _probe_config(d, d.tmp_path / "m"))
+    folder = payloads.pickle_model(tmp_path / "p", _probe_config(d, tmp_path / "m"))
     v = ok(_register(b["editor"], "coded", folder), 201)["registered_version"]
     ok(b["admin"].put("/api/v1/policy", json={"code_models": "refuse"}))
     refused = error(_register(b["editor"], "coded2", folder), 422, "UNTRUSTED_MODEL")
@@ -361,5 +391,5 @@ def test_a_policy_can_refuse_code_bearing_models(deployment: Deployment) -> None
     refused = error(_predict(b["editor"], "coded", v, _frame(2)), 422, "UNTRUSTED_MODEL")
     assert "policy" in refused["message"]
     # Data formats are not affected.
-    clean = ok(_register(b["editor"], "clean", _clean_model(d.tmp_path / "c", 0)), 201)
+    clean = ok(_register(b["editor"], "clean", _clean_model(tmp_path / "c", 0)), 201)
     ok(_predict(b["editor"], "clean", clean["registered_version"], _frame(2)))

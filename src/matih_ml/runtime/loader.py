@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from matih_ml.errors import MatihError, ValidationError
 from matih_ml.runtime.files import UntrustedModelError
 from matih_ml.runtime.formats import TRUSTED_MODULES, Classification, classify
 from matih_ml.runtime.sandbox import (
@@ -36,6 +37,13 @@ from matih_ml.runtime.worker import to_json
 
 # (tenant, model) -> whether the tenant's policy lets code-bearing models run at all.
 CodePolicy = Callable[[str, str], bool]
+
+
+class ModelLoadFailedError(ValidationError):
+    """The version's files passed the checks, but the model raised while loading (a 422:
+    these files cannot be served)."""
+
+    code = "MODEL_LOAD_FAILED"
 
 
 class ModelHandle(Protocol):
@@ -235,17 +243,27 @@ class ModelRuntime:
         path = f"{MODELS_MOUNT}/{mount_path}"
 
         def send(request: dict[str, Any]) -> dict[str, Any]:
-            return self.sandboxes.call(tenant, request)[0]
+            return self.sandboxes.call(tenant, request)
 
         handle = SandboxedModel(found, _flavors(folder), send, path)
-        send({"op": "load", "path": path})
+        try:
+            send({"op": "load", "path": path})
+        except ModelRaisedError as exc:
+            raise ModelLoadFailedError(f"The model does not load: {exc}"[:500]) from None
         return handle
 
     @staticmethod
     def _in_process(found: Classification, folder: Path) -> InProcessModel:
         from mlflow.pyfunc import load_model
 
-        pyfunc = load_model(str(folder))
+        try:
+            pyfunc = load_model(str(folder))
+        except MatihError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a tenant's files that do not load
+            raise ModelLoadFailedError(
+                f"The model does not load: {type(exc).__name__}: {exc}"[:500]
+            ) from None
         return InProcessModel(found, dict(pyfunc.metadata.flavors), pyfunc)
 
     @contextmanager

@@ -296,12 +296,9 @@ class TenantSandboxes:
                 details={"dependency": "sandbox"},
             )
 
-    def call(self, tenant: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """Send ``request`` to the tenant's worker, starting it if needed.
-
-        Returns:
-            The answer, and the worker's pid (a new pid means a new worker, which has
-            none of the previous one's models loaded).
+    def call(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request`` to the tenant's worker, starting it if needed (a new worker
+        loads a model again on the first request that names it).
 
         Raises:
             SandboxFailedError: As :meth:`SandboxProcess.call`, or when it cannot start.
@@ -316,12 +313,7 @@ class TenantSandboxes:
                 folder = self._root / tenant
                 folder.mkdir(parents=True, exist_ok=True)
                 worker = self._workers[tenant] = SandboxProcess(folder, self.limits)
-            return worker.call(request), worker.pid
-
-    def pid(self, tenant: str) -> int | None:
-        """The tenant's worker's pid, if one is running."""
-        worker = self._workers.get(tenant)
-        return worker.pid if worker is not None and worker.alive else None
+            return worker.call(request)
 
     def close(self) -> None:
         """Stop every worker."""
