@@ -70,10 +70,19 @@ def gc(
             "writing it). Default: MATIH_REGISTRATION_GRACE_S."
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (what gc would remove, what it keeps and why); change nothing.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove half-registered versions, orphaned registration runs and orphaned files."""
+    """Remove half-registered versions, orphaned registration runs and orphaned files.
+
+    The dry run and the real run make the same plan; the real run then carries it out.
+    """
     if older_than is not None and older_than < 0:
         raise ValidationError("--older-than must be 0 seconds or more.")
     services = load_services()
@@ -98,11 +107,12 @@ def gc(
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
-    verb = "Would remove" if dry_run else "Removed"
-    stderr.print(
-        f"{verb} {len(report.pending_versions)} half-registered version(s), "
-        f"{len(report.orphan_runs)} orphaned run(s), {len(report.orphan_folders)} "
-        "orphaned folder(s)."
-    )
-    for line in report.orphan_folders:
-        typer.echo(line)
+    # Both lists, always: a dry run that showed only removals could not tell an
+    # operator why a leftover they can see is still there after the real run.
+    verb, kept = ("Would remove", "Would keep") if dry_run else ("Removed", "Kept")
+    typer.echo(f"{verb} {len(report.removed)} item(s) (grace period {report.grace_s:g} s):")
+    for item in report.removed:
+        typer.echo(f"  - {item.tenant_id}: {item.what}: {item.reason}")
+    typer.echo(f"{kept} {len(report.kept)} item(s):")
+    for item in report.kept:
+        typer.echo(f"  - {item.tenant_id}: {item.what}: {item.reason}")
