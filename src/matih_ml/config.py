@@ -131,6 +131,18 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("MATIH_EVENTS_INTENT_GRACE_S", "events_intent_grace_s"),
     )
+    reconcile_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_RECONCILE_INTERVAL_S", "reconcile_interval_s"),
+    )
+    # MLflow's stage field and aliases are written after our commit; a projection that
+    # failed (MLflow or the database down, a crash) is retried this often.
+    projection_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_PROJECTION_INTERVAL_S", "projection_interval_s"),
+    )
     webhook_timeout_s: float = Field(
         default=10.0,
         gt=0,

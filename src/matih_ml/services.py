@@ -17,6 +17,7 @@ from matih_ml.events.webhooks import WebhookStore
 from matih_ml.registry.cleanup import Cleanup
 from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.policy import PolicyStore
+from matih_ml.registry.projection import StageProjector
 from matih_ml.registry.service import RegistryService
 from matih_ml.runtime.loader import ModelRuntime
 from matih_ml.runtime.sandbox import SandboxLimits
@@ -46,6 +47,7 @@ class Services:
     dispatcher: Dispatcher
     jobs: JobService
     runtime: ModelRuntime
+    projector: StageProjector
 
 
 def build_services(settings: Settings) -> Services:
@@ -79,14 +81,17 @@ def build_services(settings: Settings) -> Services:
         events,
         backend.client,
         grace_s=settings.events_intent_grace_s,
+        every_s=settings.reconcile_interval_s,
         registration_grace_s=settings.registration_grace_s,
     )
+    projector = StageProjector(backend.client, tenants, db)
     dispatcher = Dispatcher(
         db,
         webhooks,
         kafka=KafkaSink.from_settings(settings),
         policy=DispatchPolicy.from_settings(settings),
         reconciler=reconciler,
+        chores=[(settings.projection_interval_s, projector.run_pending)],
     )
     return Services(
         settings=settings,
@@ -94,7 +99,7 @@ def build_services(settings: Settings) -> Services:
         db=db,
         tenants=tenants,
         registry=registry,
-        lifecycle=LifecycleService(registry, db),
+        lifecycle=LifecycleService(registry, db, projector),
         runs=RunService(backend, tenants, events),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings, tenant_exists=tenants.exists),
@@ -104,4 +109,5 @@ def build_services(settings: Settings) -> Services:
         dispatcher=dispatcher,
         jobs=JobService(db, settings),
         runtime=runtime,
+        projector=projector,
     )

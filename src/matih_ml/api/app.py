@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if getattr(app.state, "services", None) is None:
             app.state.services = await run_in_threadpool(build_services, settings)
         services: Services = app.state.services
+        # What a crash or a lost connection left unprojected is brought in line before
+        # the first request (and retried by the dispatcher's chores after that).
+        await run_in_threadpool(services.projector.run_pending, 1000)
         if services.settings.dispatcher:
             services.dispatcher.start()
         predictor = serving.get_serving_of(app)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +79,13 @@ class _Claim:
     payload: str
 
 
+@dataclass
+class _Chore:
+    every_s: float
+    fn: Callable[[], object]
+    last: float = 0.0
+
+
 class Dispatcher:
     """Sends pending deliveries to webhooks and Kafka.
 
@@ -86,6 +95,8 @@ class Dispatcher:
         kafka: The Kafka sink, if configured.
         policy: Retries and timing.
         reconciler: Run between rounds to settle intents older than its grace period.
+        chores: Other periodic work run between rounds, each at most every
+            ``every_s`` (the stage projection's retries): ``(every_s, function)``.
     """
 
     def __init__(
@@ -96,12 +107,14 @@ class Dispatcher:
         kafka: KafkaSink | None = None,
         policy: DispatchPolicy | None = None,
         reconciler: Reconciler | None = None,
+        chores: Sequence[tuple[float, Callable[[], object]]] = (),
     ) -> None:
         self._db = db
         self._webhooks = webhooks
         self._kafka = kafka
         self.policy = policy or DispatchPolicy()
         self._reconciler = reconciler
+        self._chores = [_Chore(every_s, fn) for every_s, fn in chores]
         self._http = httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="matih-send")
         self._stop = threading.Event()
@@ -118,6 +131,13 @@ class Dispatcher:
                 self._reconciler.maybe_run()
             except Exception:  # settling intents must not stop deliveries
                 log.exception("reconciling event intents failed; deliveries go on")
+        for chore in self._chores:
+            if time.monotonic() - chore.last >= chore.every_s:
+                chore.last = time.monotonic()
+                try:
+                    chore.fn()
+                except Exception:  # a chore must not stop deliveries
+                    log.exception("a periodic chore failed; deliveries go on")
         claims = self._claim()
         # One batch never holds two deliveries of one subject to one sink (the claim
         # query sees to that), so they may go out side by side: a slow endpoint does

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from matih_ml.errors import MatihError, UnavailableError
 from matih_ml.events.catalog import SCHEMA_VERSION, EventType, check_data
 from matih_ml.store.db import Database
 from matih_ml.store.lifecycle_store import aware, now
@@ -148,14 +149,18 @@ class EventLog:
         """Record an intent, run the block that makes the change, then confirm it.
 
         The block fills in ``pending.data`` (and ``pending.subject``) as it learns
-        them, and calls ``pending.cancel()`` if it turned out to change nothing. An
-        exception drops the intent and propagates; a crash leaves it to the reconciler.
+        them, and calls ``pending.cancel()`` if it turned out to change nothing. A
+        refusal (our own error, bad input or a conflict) drops the intent: nothing was
+        changed. Any other exception, a lost connection or an unknown failure, may have
+        come after MLflow's commit, so the intent is left to the reconciler, which looks
+        at MLflow and confirms or drops it; so is a crash.
         """
         p = Pending(self.intent(tenant_id, event_type, subject, data), subject, dict(data))
         try:
             yield p
-        except BaseException:
-            self.drop(p.id)
+        except BaseException as exc:
+            if isinstance(exc, MatihError) and not isinstance(exc, UnavailableError):
+                self._drop_quietly(p.id)
             raise
         if p.cancelled:
             self.drop(p.id)
@@ -188,6 +193,12 @@ class EventLog:
             row.data = check_data(EventType(row.type), merged)
             self._make_ready(s, row)
             return True
+
+    def _drop_quietly(self, event_id: str) -> None:
+        try:
+            self.drop(event_id)
+        except Exception:  # noqa: BLE001 - the reconciler drops it later; keep the caller's error
+            log.warning("could not drop intent %s; the reconciler will", event_id)
 
     def drop(self, event_id: str) -> None:
         """MLflow did not make the change: forget the intent."""

@@ -23,6 +23,7 @@ from matih_ml.mlflow_errors import translated
 from matih_ml.registry import queries
 from matih_ml.registry.metadata import TAG_CREATED_BY, TAG_FRAMEWORK
 from matih_ml.registry.views import is_complete
+from matih_ml.store.lifecycle_store import aware, now
 from matih_ml.store.models import EventRow
 from matih_ml.tenancy import tenant_scope
 
@@ -132,7 +133,13 @@ class Reconciler:
             )
         mine = [v for v in versions if (v.tags or {}).get(TAG_EVENT_INTENT) == row.id]
         if not mine:
-            return "drop", None, None
+            # No version yet: its writer may still be uploading the model (a large one
+            # to S3 takes longer than the intent grace), for as long as a half-registered
+            # version may stay pending. Dropping it earlier would lose the event of a
+            # version that becomes visible later.
+            created = aware(row.created_at) or now()
+            age = (now() - created).total_seconds()
+            return ("drop" if age > self._registration_grace_s else "wait"), None, None
         mv = mine[0]
         if not is_complete(mv):
             # Its writer may still be at it, until the cleanup's grace period is over.

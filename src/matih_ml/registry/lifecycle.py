@@ -1,7 +1,8 @@
 """The stage lifecycle: moves, gates, approvals, evaluations, history and rollback.
 
 The lifecycle's own tables are the source of truth for stages; MLflow's version
-tag, stage field and aliases mirror them. Every move of a model takes that model's
+tag, stage field and aliases are a projection of them, written after the move commits
+(:mod:`matih_ml.registry.projection`). Every move of a model takes that model's
 database lock first, so at most one version is in production at any time, across
 threads and replicas.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from matih_ml import validation
+from matih_ml.crashpoints import crash_point
 from matih_ml.errors import (
     ConflictError,
     GateFailedError,
@@ -31,6 +33,7 @@ from matih_ml.registry.metadata import (
     Stage,
 )
 from matih_ml.registry.policy import Policy, PolicyStore
+from matih_ml.registry.projection import StageProjector, request_projection
 from matih_ml.registry.reviews import ReviewService
 from matih_ml.registry.service import RegistryService
 from matih_ml.registry.stages import allowed_targets, parse_stage
@@ -43,13 +46,15 @@ class LifecycleService(LifecycleReads):
     """Stage moves with enforced gates, four-eyes approvals, history and rollback.
 
     Args:
-        registry: The MLflow-side registry (versions, metrics, the stage mirror).
+        registry: The MLflow-side registry (versions, metrics).
         db: The service database (locks, stages, history, approvals, evidence).
+        projector: Shows the stages on MLflow after each move commits.
     """
 
-    def __init__(self, registry: RegistryService, db: Database) -> None:
+    def __init__(self, registry: RegistryService, db: Database, projector: StageProjector) -> None:
         self._registry = registry
         self._db = db
+        self._projector = projector
         self._events = registry.events
         self.policies = PolicyStore(db)
         self.reviews = ReviewService(registry, db, self._current_stage)
@@ -137,6 +142,7 @@ class LifecycleService(LifecycleReads):
                     forced=force and result is not None and not result.passed,
                     evidence={"gate": result.__dict__} if result else {},
                 )
+                crash_point("promote.before_commit")
         if gate_failure is not None:
             # The evidence was committed above; the move itself was not made.
             raise GateFailedError(
@@ -148,7 +154,14 @@ class LifecycleService(LifecycleReads):
                     "evidence": gate_failure.details,
                 },
             )
+        self._project(tenant_id, name)
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
+
+    def _project(self, tenant_id: str, name: str) -> None:
+        """Show the committed move on MLflow now; if that fails, the request recorded
+        with the move stays for the projector's next pass."""
+        crash_point("promote.after_commit")
+        self._projector.project(tenant_id, name)
 
     def register_from_run(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any
@@ -171,12 +184,17 @@ class LifecycleService(LifecycleReads):
         validate_tenant_id(tenant_id)
         # The intent is written before the lock: on SQLite the lock is the database's
         # write lock, which a second transaction inside it would wait on forever.
-        with (
-            self._events.pending(tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}) as p,
-            self._db.uow() as s,
-        ):
-            store.lock_model(s, tenant_id, name)
-            return self._registry.create_version_for_intent(tenant_id, name, run_id, p, **options)
+        with self._events.pending(
+            tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}
+        ) as p:
+            crash_point("register.after_intent")
+            with self._db.uow() as s:
+                store.lock_model(s, tenant_id, name)
+                done = self._registry.create_version_for_intent(
+                    tenant_id, name, run_id, p, **options
+                )
+            crash_point("register.after_commit")
+            return done
 
     def land(
         self, tenant_id: str, model_id: str, version: str | int, stage: str, *, actor: str = ""
@@ -277,6 +295,8 @@ class LifecycleService(LifecycleReads):
                     current,
                 ),
             ]
+            crash_point("promote.before_commit")
+        self._project(tenant_id, name)
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
 
     def delete_version(
@@ -444,8 +464,9 @@ class LifecycleService(LifecycleReads):
         forced: bool,
         replaced: str | None = None,
     ) -> Move:
-        """One move: the store's stage, history and events, then MLflow's mirror, inside
-        the lock (so the events commit with the move, or not at all)."""
+        """One move: the store's stage, history, events and a projection request, inside
+        the lock (so they commit together, or not at all). MLflow is not written here:
+        the caller projects after the commit."""
         store.set_stage(s, tenant_id, name, int(number), to_stage.value)
         row = store.append_history(
             s,
@@ -473,5 +494,5 @@ class LifecycleService(LifecycleReads):
             evidence=evidence,
             replaced=replaced,
         )
-        self._registry.mirror_stage(tenant_id, name, number, to_stage)
+        request_projection(s, tenant_id, name)
         return move_of(row)

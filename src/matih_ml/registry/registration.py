@@ -25,6 +25,7 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from matih_ml import validation
+from matih_ml.crashpoints import crash_point
 from matih_ml.errors import ConflictError, ValidationError
 from matih_ml.events.outbox import TAG_EVENT_INTENT
 from matih_ml.mlflow_errors import translated
@@ -403,6 +404,7 @@ class Registrar:
             mv = self._client.create_model_version(
                 name, source, run.info.run_id, tags=version_tags, description=description or None
             )
+        crash_point("register.after_version")
         try:
             uri = f"{self._tenants.tenant_artifact_root(tenant)}/models/{name}/{mv.version}"
             card = render_model_card(
@@ -428,6 +430,7 @@ class Registrar:
                 get_artifact_repository(uri).log_artifacts(str(local_model))
                 self._client.set_model_version_tag(name, mv.version, TAG_ARTIFACT_URI, uri)
                 self._client.delete_model_version_tag(name, mv.version, TAG_REGISTRATION)
+                crash_point("register.after_visible")
                 return self._client.get_model_version(name, mv.version)
         except BaseException:
             with translated():

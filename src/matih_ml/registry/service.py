@@ -27,7 +27,7 @@ from matih_ml.registry.metadata import (
     Stage,
 )
 from matih_ml.registry.registration import Registrar
-from matih_ml.registry.stages import stage_of, write_stage
+from matih_ml.registry.stages import stage_of
 from matih_ml.registry.views import (
     build_metadata,
     is_complete,
@@ -254,12 +254,6 @@ class RegistryService:
         return infos
 
     # --------------------------------------------------------------------- changes
-
-    def mirror_stage(self, tenant_id: str, model_id: str, version: str, target: Stage) -> None:
-        """Write a stage the lifecycle decided onto MLflow: the version tag, MLflow's
-        deprecated stage field (``models:/NAME/Production``) and the aliases."""
-        with self._tenants.scope(tenant_id):
-            write_stage(self._client, model_id, self._get_version(model_id, version), target)
 
     def stage_of(self, tenant_id: str, model_id: str, version: str) -> Stage:
         """The stage MLflow's mirror shows for a version (the lifecycle's fallback)."""

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from matih_ml import validation
 from matih_ml.errors import NotFoundError, ValidationError
 from matih_ml.mlflow_errors import translated
-from matih_ml.registry.metadata import Stage
+from matih_ml.registry.metadata import STAGE_ALIAS, Stage
 from matih_ml.registry.service import RegistryService
 from matih_ml.store import lifecycle_store
 from matih_ml.store.db import Database
@@ -33,6 +33,7 @@ from matih_ml.store.models import EventSequenceRow
 from matih_ml.tenancy import TenantDirectory
 
 _STAGES = {Stage.PRODUCTION.value, Stage.STAGING.value}
+_ALIAS_STAGE = {alias: stage.value for stage, alias in STAGE_ALIAS.items()}
 # The stages anyone who may read a model may score; other versions need an editor.
 SERVED_STAGES = frozenset(_STAGES)
 
@@ -191,6 +192,11 @@ class VersionResolver:
             self._seen[tenant_id] = (now, sequence)
 
     def _lookup(self, tenant_id: str, model: str, target: Target) -> Resolved | None:
+        stage_alias = _ALIAS_STAGE.get(target.value) if target.kind == "alias" else None
+        if stage_alias is not None:
+            # @production and @staging are our store's stages, not MLflow's aliases
+            # (a projection of them, which may lag a crash by a reconcile pass).
+            return self._lookup(tenant_id, model, Target("stage", stage_alias))
         if target.kind == "version":
             version = self._registry.get_version(tenant_id, model, target.value).version
         else:

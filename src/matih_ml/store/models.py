@@ -68,6 +68,20 @@ class VersionStageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class StageProjectionRow(Base):
+    """A model whose stages MLflow does not show yet: written with the stage move, deleted
+    once MLflow's stage field, version tags and aliases match our store."""
+
+    __tablename__ = "matih_stage_projections"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class StageHistoryRow(Base):
     """Append-only: one row per stage move (never updated, never deleted)."""
 
