@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_serving.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_sandbox.py
+	$(PY) benchmarks/bench_projection.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache
