@@ -151,6 +151,32 @@ def test_the_reconciler_confirms_what_happened_and_drops_what_did_not(
     assert not settled & {i.id for i in events.intents(0)}
 
 
+def test_a_registration_slower_than_the_reconciler_still_gets_its_one_event(
+    services, tenant
+) -> None:
+    events = services.events
+    data = {"model": "slow"}
+    with events.pending(tenant, EventType.MODEL_REGISTERED, "slow", data) as p:
+        # The writer is still uploading; a reconciler past every grace sees no version.
+        with tenant_scope(tenant):
+            Reconciler(events, services.backend.client, grace_s=0, registration_grace_s=0).run()
+        assert p.id not in {i.id for i in events.intents(0)}  # dropped
+        p.data.update(
+            {
+                "version": "1",
+                "framework": "sklearn",
+                "run_id": "r",
+                "artifact_uri": "/x",
+                "created_by": "me",
+            }
+        )
+    mine = [e for e in events.feed(tenant, limit=1000) if e["id"] == p.id]
+    assert len(mine) == 1 and mine[0]["data"]["version"] == "1"
+    # Confirming again (a retry) writes nothing more.
+    assert events.confirm(p.id, writer=(tenant, EventType.MODEL_REGISTERED)) is False
+    assert len([e for e in events.feed(tenant, limit=1000) if e["id"] == p.id]) == 1
+
+
 def _config(tenant: str):
     from matih_ml.tracking import RunConfig
 

@@ -165,15 +165,27 @@ class EventLog:
         if p.cancelled:
             self.drop(p.id)
         else:
-            self.confirm(p.id, p.data, subject=p.subject)
+            self.confirm(p.id, p.data, subject=p.subject, writer=(tenant_id, event_type))
 
     def confirm(
-        self, event_id: str, data: dict[str, Any] | None = None, *, subject: str | None = None
+        self,
+        event_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        subject: str | None = None,
+        writer: tuple[str, EventType] | None = None,
     ) -> bool:
         """MLflow made the change: complete the data and make the event ready.
 
+        Args:
+            writer: ``(tenant, type)`` when the caller is the process that made the
+                change. If the reconciler dropped the intent meanwhile (the change took
+                longer than it waits), the event is written again under the same id:
+                the change happened, so its event must exist, once.
+
         Returns:
-            False if the intent was gone already (confirmed or dropped by the reconciler).
+            False if the intent was gone already (confirmed by the reconciler, or
+            dropped and no ``writer`` given).
         """
         with self._db.uow() as s:
             # A write first: it takes the row (PostgreSQL) or the database (SQLite) for
@@ -184,7 +196,21 @@ class EventLog:
                 .values(state="claimed")
             ).rowcount
             if not claimed:
-                return False
+                if writer is None or s.get(EventRow, event_id) is not None:
+                    return False  # confirmed already: one event
+                tenant_id, event_type = writer
+                s.add(
+                    EventRow(
+                        id=event_id,
+                        tenant_id=tenant_id,
+                        type=event_type.value,
+                        subject=subject or "",
+                        state="claimed",
+                        created_at=now(),
+                        data={},
+                    )
+                )
+                s.flush()
             row = s.get(EventRow, event_id)
             assert row is not None
             if subject:
