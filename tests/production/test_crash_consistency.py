@@ -17,7 +17,7 @@ from production.crash import Harness, run_cuts
 @pytest.fixture
 def embedded_harness(tmp_path) -> Iterator[Harness]:
     data = tmp_path / "data"
-    h = Harness(tmp_path, {"MATIH_DATA_DIR": str(data)}, embedded_settings(data))
+    h = Harness(tmp_path, {"MATIH_DATA_DIR": str(data)}, embedded_settings(data), replicas=3)
     try:
         yield h
     finally:
