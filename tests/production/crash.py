@@ -3,7 +3,7 @@ the named points of :mod:`matih_ml.crashpoints`, and the invariants checked afte
 
 A cut kills a replica (SIGKILL) or every database connection (``pg_terminate_backend``)
 at the point; afterwards our store, ``GET /production``, MLflow's ``@production`` alias
-and its ``Production`` stage, the history and the events must all agree, on both
+and its ``Production`` stage, the history and the events must all agree, on every
 replicas. Test modules import :class:`Harness` and :func:`run_cuts` from here.
 """
 
