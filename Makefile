@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install install-browser install-sandbox run demo test lint format bench clean
+.PHONY: install install-browser install-sandbox run demo test crash lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ demo: $(STAMP)
 # Two workers, one test file each at a time (files share their module fixtures).
 test: $(STAMP)
 	$(PY) -m pytest -n $${PYTEST_WORKERS:-2} --dist loadfile
+
+# The crash harness's long form: every cut point twice, then 40 random cuts, on SQLite
+# and (with PostgreSQL up) PostgreSQL. `make test` runs the fixed cuts only.
+crash: $(STAMP)
+	seed=$${MATIH_CRASH_SEED:-$$(date +%s)}; echo "crash seed $$seed (MATIH_CRASH_SEED repeats it)"; \
+	MATIH_CRASH_RANDOM_CUTS=$${MATIH_CRASH_RANDOM_CUTS:-40} MATIH_CRASH_SEED=$$seed \
+	  $(PY) -m pytest -p no:xdist tests/production/test_crash_consistency.py \
+	  tests/production/test_crash_consistency_pg.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

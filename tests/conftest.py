@@ -29,6 +29,13 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 pytest_plugins = ["production.stack", "ui.browser"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first: with one file per worker at a time, a long file that
+    starts last keeps one worker busy while the other has nothing left to do."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
+
+
 def embedded_settings(data_dir: Path) -> Settings:
     """The embedded default under ``data_dir``, whatever MLflow put in the environment.
 

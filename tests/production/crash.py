@@ -9,6 +9,7 @@ replicas. Test modules import :class:`Harness` and :func:`run_cuts` from here.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -310,16 +311,21 @@ def _register_cut(h: Harness, model_dir: Path, point: str, *, kill: bool) -> Non
     h.settle(both=not kill)
 
 
+# Random cuts after the fixed ones: none in `make test` (it must stay under ten
+# minutes), many in `make crash` (MATIH_CRASH_RANDOM_CUTS=40).
+RANDOM_CUTS = int(os.environ.get("MATIH_CRASH_RANDOM_CUTS", "0"))
+
+
 def _cuts(seed: int) -> list[str]:
-    """Every point twice, in order, then a few at random."""
+    """Every point twice, in order, then ``RANDOM_CUTS`` at random."""
     rng = random.Random(seed)
-    return [p for p in POINTS for _ in range(2)] + rng.sample(list(POINTS), 2)
+    return [p for p in POINTS for _ in range(2)] + [rng.choice(POINTS) for _ in range(RANDOM_CUTS)]
 
 
 def run_cuts(h: Harness, model_dir: Path, *, kill: bool) -> list[float]:
     _prepare(h, model_dir)
     waits = []
-    for point in _cuts(seed=17):
+    for point in _cuts(seed=int(os.environ.get("MATIH_CRASH_SEED", "17"))):
         cut = _promote_cut if point in PROMOTE_POINTS else _register_cut
         started = time.monotonic()
         cut(h, model_dir, point, kill=kill)

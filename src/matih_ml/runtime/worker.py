@@ -19,6 +19,7 @@ import os
 import struct
 import sys
 import traceback
+from collections import OrderedDict
 from typing import Any, BinaryIO
 
 MAX_FRAME = 256 << 20
@@ -112,8 +113,12 @@ def encode_frame(value: dict[str, Any]) -> bytes:
 
 
 class _Worker:
+    # A tenant's worker lives long: it keeps the versions it scored last, not all of them
+    # (the service's cache decides what is served; a version asked for again reloads).
+    MAX_MODELS = 8
+
     def __init__(self) -> None:
-        self._models: dict[str, Any] = {}
+        self._models: OrderedDict[str, Any] = OrderedDict()
 
     def _model(self, path: str) -> Any:
         model = self._models.get(path)
@@ -121,6 +126,9 @@ class _Worker:
             import mlflow.pyfunc
 
             model = self._models[path] = mlflow.pyfunc.load_model(path)
+            while len(self._models) > self.MAX_MODELS:
+                self._models.popitem(last=False)
+        self._models.move_to_end(path)
         return model
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
