@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,11 @@ class Harness:
             "MATIH_REGISTRATION_GRACE_S": "5",
         }
         self.settings = settings
-        # Three, so that a killed one has two cuts' time to restart before its turn.
-        self.replicas = [Replica(tmp_path, name, env) for name in ("a", "b", "c")[:replicas]]
+        # Three, so that a killed one has two cuts' time to restart before its turn;
+        # started side by side (each takes seconds to import and migrate).
+        names = ("a", "b", "c")[:replicas]
+        with ThreadPoolExecutor(len(names)) as pool:
+            self.replicas = list(pool.map(lambda name: Replica(tmp_path, name, env), names))
         self.current = 0
         self.services = build_services(settings)
         self.tenant = self.services.tenants.create_tenant(new_tenant_id("crash")).tenant_id
