@@ -93,11 +93,13 @@ class Harness:
             "MATIH_REGISTRATION_GRACE_S": "5",
         }
         self.settings = settings
-        # Three, so that a killed one has two cuts' time to restart before its turn;
-        # started side by side (each takes seconds to import and migrate).
+        # Three, so that a killed one has two cuts' time to restart before its turn. The
+        # first migrates the stores; the others then start side by side.
         names = ("a", "b", "c")[:replicas]
+        first = Replica(tmp_path, names[0], env)
         with ThreadPoolExecutor(len(names)) as pool:
-            self.replicas = list(pool.map(lambda name: Replica(tmp_path, name, env), names))
+            rest = list(pool.map(lambda name: Replica(tmp_path, name, env), names[1:]))
+        self.replicas = [first, *rest]
         self.current = 0
         self.services = build_services(settings)
         self.tenant = self.services.tenants.create_tenant(new_tenant_id("crash")).tenant_id
