@@ -112,6 +112,14 @@ def command(models: Path, out: Path | None, limits: SandboxLimits) -> list[str]:
         "--ro-bind",
         "/usr",
         "/usr",
+        # The private /tmp, /proc and /dev come before the binds: a later mount hides
+        # what an earlier one put beneath it (a checkout under /tmp, say).
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
     ]
     for link in ("bin", "lib", "lib64", "sbin"):
         target = Path("/") / link
@@ -126,12 +134,6 @@ def command(models: Path, out: Path | None, limits: SandboxLimits) -> list[str]:
     if out is not None:
         args += ["--bind", str(out), OUT_MOUNT]
     args += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
         "--chdir",
         "/tmp",
         "--setenv",
