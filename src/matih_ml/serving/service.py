@@ -167,7 +167,10 @@ class PredictionService:
                 chosen != PRODUCTION
                 or self._announced.get((tenant_id, model, chosen.label)) == version
             )
-            if ready is None or ready.sla_ms is None or not announced:
+            # A sandboxed model answers over a pipe, up to MATIH_SANDBOX_TIMEOUT_S: never
+            # on the event loop.
+            sandboxed = ready is not None and not ready.model_handle.classification.in_process
+            if ready is None or ready.sla_ms is None or not announced or sandboxed:
                 raise WouldBlock
             loaded = ready
         data, records = self._input(loaded, payload)
