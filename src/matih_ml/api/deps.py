@@ -37,17 +37,27 @@ async def get_principal(
     of a key not verified lately still runs in the pool.
     """
     if bearer is not None and bearer.credentials:
-        token = bearer.credentials
-        if token.startswith("mk_"):
-            return await _verify_key(services, token)
-        if services.jwt.enabled and token.count(".") == 2:
-            return await run_in_threadpool(services.jwt.verify, token)
-        raise UnauthenticatedError("The bearer credential is not valid.")
+        return await authenticate(services, bearer.credentials)
     if api_key:
         return await _verify_key(services, api_key)
     raise UnauthenticatedError(
         "No credential: send 'Authorization: Bearer <key or JWT>' or 'X-API-Key: <key>'."
     )
+
+
+async def authenticate(services: Services, token: str) -> Principal:
+    """The caller a presented credential (an API key or a JWT) stands for.
+
+    Every door (our REST API, MLflow's protocol, the web pages) authenticates here.
+
+    Raises:
+        UnauthenticatedError: If it is neither a valid key nor a valid JWT.
+    """
+    if token.startswith("mk_"):
+        return await _verify_key(services, token)
+    if services.jwt.enabled and token.count(".") == 2:
+        return await run_in_threadpool(services.jwt.verify, token)
+    raise UnauthenticatedError("The bearer credential is not valid.")
 
 
 async def _verify_key(services: Services, presented: str) -> Principal:

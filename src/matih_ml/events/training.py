@@ -24,6 +24,7 @@ def start_run(
     run_name: str | None,
     user_id: str | None,
     job_id: str | None,
+    start_time: int | None = None,
 ) -> Run:
     """Create a run in the bound tenant and publish ``MODEL_TRAINING_STARTED``."""
     data = {
@@ -36,7 +37,10 @@ def start_run(
     with events.pending(tenant_id, EventType.MODEL_TRAINING_STARTED, "run/", data) as p:
         with translated(f"experiment {experiment_name!r}"):
             run = client.create_run(
-                experiment_id, tags={**tags, TAG_EVENT_INTENT: p.id}, run_name=run_name
+                experiment_id,
+                start_time=start_time,
+                tags={**tags, TAG_EVENT_INTENT: p.id},
+                run_name=run_name,
             )
         p.subject = f"run/{run.info.run_id}"
         p.data["run_id"] = run.info.run_id

@@ -76,6 +76,12 @@ class Policy(BaseModel):
     model_config = _Config
     staging: StagingGate = StagingGate()
     production: ProductionGate = ProductionGate()
+    protected_aliases: list[str] = Field(
+        default=[],
+        max_length=100,
+        description="Aliases (besides staging and production, which always follow the "
+        "lifecycle) that no client may set or remove through MLflow's API.",
+    )
     code_models: Literal["sandbox", "refuse"] = Field(
         default="sandbox",
         description="Models that carry code (pickle, cloudpickle, a PythonModel, a "

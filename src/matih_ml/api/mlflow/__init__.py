@@ -1,0 +1,1 @@
+"""MLflow's REST protocol, served by matih-ml (see :mod:`.door`)."""
