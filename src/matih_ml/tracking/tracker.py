@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunStatus, RunTag
 
 from matih_ml import validation
@@ -34,6 +35,7 @@ from matih_ml.tracking.buffer import MetricBuffer
 from matih_ml.tracking.bulk import BulkMetricWriter, Point
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
+from matih_ml.tracking.remote import RemoteServer
 
 TAG_TENANT = "matih.tenant_id"
 TAG_USER = "matih.user_id"
@@ -230,6 +232,10 @@ class ExperimentTracker:
         default_artifact_root: The artifact root; each tenant gets a prefix under it.
         registry_uri: The registry URI; defaults to the tracking URI.
         settings: Complete settings; explicit arguments above override them.
+        token: A matih-ml API key, for an ``http(s)://`` tracking URI that is a matih-ml
+            server (default: ``MLFLOW_TRACKING_TOKEN``). The tracker then logs through
+            the server's MLflow protocol, the tenant from the key, and opens nothing
+            locally; ``RunConfig.tenant_id`` must be the key's tenant.
     """
 
     def __init__(
@@ -240,6 +246,7 @@ class ExperimentTracker:
         *,
         settings: Settings | None = None,
         events: EventLog | None = None,
+        token: str | None = None,
     ) -> None:
         base = settings or Settings()
         overrides = {
@@ -256,6 +263,8 @@ class ExperimentTracker:
         self._tenants: TenantDirectory | None = None
         self._events = events
         self._init_lock = threading.Lock()
+        self._remote = RemoteServer.of(self.settings.tracking_uri, token)
+        self._remote_tenant: str | None = None
 
     @property
     def tracking_uri(self) -> str:
@@ -272,6 +281,14 @@ class ExperimentTracker:
         """The MLflow backend, connected on first use (not in the constructor)."""
         if self._backend is None:
             with self._init_lock:
+                if self._backend is None and self._remote is not None:
+                    self._remote.use()
+                    url = self._remote.url
+                    backend = MlflowBackend(
+                        self.settings, MlflowClient(tracking_uri=url, registry_uri=url)
+                    )
+                    use_as_mlflow_default(backend)
+                    self._backend = backend
                 if self._backend is None:
                     backend = connect(self.settings)
                     # As the specification's tracker does: stock MLflow calls in user code
@@ -345,6 +362,10 @@ class ExperimentTracker:
         if description:
             tags["mlflow.note.content"] = description
         client = self.backend.client
+        if self._remote is not None:
+            tenant, run = self._start_remote(config.tenant_id, name, tags, config.run_name)
+            yield from self._live(tenant, run)
+            return
         events = self.events
         with self.tenants.scope(config.tenant_id, create=True) as tenant:
             experiment_id = get_or_create_experiment(client, name)
@@ -359,6 +380,9 @@ class ExperimentTracker:
                 user_id=config.user_id,
                 job_id=config.job_id,
             )
+        yield from self._live(tenant, run)
+
+    def _live(self, tenant: str, run: Run) -> Iterator[ActiveRun]:
         active = ActiveRun(self.backend, tenant, run)
         try:
             yield active
@@ -375,7 +399,31 @@ class ExperimentTracker:
             raise
         self._end(tenant, active.run_id, RunStatus.FINISHED)
 
+    def _start_remote(
+        self, tenant_id: str, experiment: str, tags: dict[str, str], run_name: str | None
+    ) -> tuple[str, Run]:
+        """Start a run on a matih-ml server (which publishes its training events)."""
+        assert self._remote is not None
+        if self._remote_tenant is None:
+            self._remote_tenant = self._remote.tenant()
+        if tenant_id != self._remote_tenant:
+            raise ValidationError(
+                f"run_config.tenant_id is {tenant_id!r}, but the key is for tenant "
+                f"{self._remote_tenant!r} on {self._remote.url}.",
+                details={"field": "tenant_id"},
+            )
+        client = self.backend.client
+        with tenant_scope(tenant_id):
+            experiment_id = get_or_create_experiment(client, experiment)
+            with translated(f"experiment {experiment!r}"):
+                run = client.create_run(experiment_id, tags=tags, run_name=run_name)
+        return tenant_id, run
+
     def _end(self, tenant: str, run_id: str, status: int) -> None:
+        if self._remote is not None:
+            with tenant_scope(tenant), translated(f"run {run_id!r}"):
+                self.backend.client.set_terminated(run_id, RunStatus.to_string(status))
+            return
         with tenant_scope(tenant):
             training.end_run(
                 self.backend.client, self.events, tenant, run_id, RunStatus.to_string(status)
