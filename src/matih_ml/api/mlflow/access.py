@@ -84,6 +84,14 @@ _READS = {
     "_list_workspaces_handler",
     "_get_workspace_handler",
     "serve_get_ui_telemetry",
+    # The UI's telemetry post does nothing: the service turns MLflow's telemetry off.
+    "serve_post_ui_telemetry",
+    # Read-only in MLflow 3.17 (its "mutations" are searches), on the bound stores.
+    "_graphql",
+    # Dataset summaries of the runs' log_inputs; the workspace store filters by tenant.
+    "serve_search_datasets",
+    # Answered by the door with no endpoints: nothing is proxied to a gateway.
+    "serve_gateway_proxy",
 }
 
 # Writes: what an editor may do. Several are answered by the door itself (see ops).
@@ -125,7 +133,6 @@ _WRITES = {
     "_delete_registered_model_alias",
     "_upload_artifact",
     "_delete_artifact_mlflow_artifacts",
-    "serve_post_ui_telemetry",
 }
 
 # Deletes of registry objects need an admin, as on our REST API.
@@ -152,13 +159,11 @@ _REFUSED: dict[str, Refusal] = {
     "_update_webhook": _WEBHOOKS,
     "_delete_webhook": _WEBHOOKS,
     "_test_webhook": _WEBHOOKS,
-    "_graphql": Refusal("MLflow's GraphQL endpoint is not served; use the REST protocol."),
     "_generate_demo": Refusal("MLflow's demo data is not available in matih-ml.", status=403),
     "_delete_demo": Refusal("MLflow's demo data is not available in matih-ml.", status=403),
     "_cancel_job": Refusal("MLflow server jobs are not run by matih-ml; see /api/v1/jobs."),
     "_get_job": Refusal("MLflow server jobs are not run by matih-ml; see /api/v1/jobs."),
     "serve_create_promptlab_run": _GATEWAY,
-    "serve_gateway_proxy": _GATEWAY,
 }
 
 for _name in [
@@ -212,7 +217,6 @@ for _name in [
     "_delete_dataset_records_handler",
     "_add_dataset_to_experiments_handler",
     "_remove_dataset_from_experiments_handler",
-    "serve_search_datasets",
     "serve_get_trace_artifact",
     "_invoke_scorer_handler",
     "_invoke_issue_detection_handler",

@@ -191,7 +191,7 @@ class MlflowDoor:
     def __init__(self, services: Services) -> None:
         from mlflow.server import app as flask_app  # MLflow's routes and views
 
-        from matih_ml.api.mlflow import artifact_ops, registry_ops, tracking_ops
+        from matih_ml.api.mlflow import artifact_ops, registry_ops, server_ops, tracking_ops
 
         stores.install()
         self._services = services
@@ -201,6 +201,7 @@ class MlflowDoor:
             **registry_ops.OPS,
             **tracking_ops.OPS,
             **artifact_ops.OPS,
+            **server_ops.OPS,
         }
 
     @property
