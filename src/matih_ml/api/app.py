@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from matih_ml import __version__
-from matih_ml.api import errors
+from matih_ml.api import errors, mlflow_ui
 from matih_ml.api.limits import BodyLimitMiddleware
 from matih_ml.api.mlflow import routes as mlflow_routes
 from matih_ml.api.routes import (
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(module.router)
     app.include_router(serving.metrics_router)
     app.include_router(mlflow_routes.router)
+    app.include_router(mlflow_ui.router)
     app.include_router(ui_routes.router)
     app.mount("/ui/static", ui_routes.static_app(), name="ui-static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
