@@ -1,6 +1,7 @@
 """Crash consistency on the embedded default: SIGKILL a replica at each named cut point
-of a promotion and a registration (twice each, then at random), and check that the other
-replica settles what was left and that both tell one consistent story afterwards."""
+of a promotion and a registration (once each; `make crash`: twice each, then at random),
+and check that the other replica settles what was left and that both tell one consistent
+story afterwards."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import embedded_settings
 from matih_ml.crashpoints import POINTS
-from production.crash import Harness, run_cuts
+from production.crash import REPEATS, Harness, run_cuts
 
 
 @pytest.fixture
@@ -29,4 +30,4 @@ def test_sigkill_at_every_cut_point_leaves_one_consistent_story_on_sqlite(
     embedded_harness: Harness, saved_sklearn_model: Path
 ) -> None:
     run_cuts(embedded_harness, saved_sklearn_model, kill=True)
-    assert embedded_harness.starts > len(POINTS) * 2  # each cut killed a replica
+    assert embedded_harness.starts > len(POINTS) * REPEATS  # each cut killed a replica
