@@ -65,6 +65,9 @@ class LoadedModel:
     sla_ms: float | None = None
     _native: Any = None
     _fast: Any = None
+    # A tensor signature names its dtype, and MLflow's schema check wants exactly it (a
+    # model logged from a float64 numpy array refuses float32).
+    tensor_dtype: Any = np.float32
 
     @classmethod
     def load(
@@ -84,10 +87,12 @@ class LoadedModel:
         meta = Model.load(str(local))
         columns: list[Column] = []
         tensor = False
+        dtype = np.dtype(np.float32)
         schema = meta.get_input_schema()
         if schema is not None:
             if schema.is_tensor_spec():
                 tensor = True
+                dtype = np.dtype(schema.inputs[0].type)
             else:
                 for i, spec in enumerate(schema.inputs):
                     name = spec.name if spec.name is not None else str(i)
@@ -98,6 +103,7 @@ class LoadedModel:
         native = handle.raw if "sklearn" in meta.flavors and columns else None
         loaded = cls(tenant_id, model, version, handle, columns, tensor, profile, None, native)
         loaded._fast = _array_estimator(native, columns, meta, local)
+        loaded.tensor_dtype = dtype if dtype.kind in "fiu" else np.dtype(np.float32)
         return loaded
 
     # ---------------------------------------------------------------- input
@@ -145,13 +151,14 @@ class LoadedModel:
         return pd.DataFrame(rows, columns=[c.name for c in columns])
 
     def tensor(self, inputs: Any) -> np.ndarray:
-        """Tensor-signature input (PyTorch, ONNX) as a float32 array.
+        """Tensor-signature input (PyTorch, ONNX, a numpy-logged sklearn model) as an array
+        of the signature's dtype (float32 when it names none).
 
         Raises:
             ValidationError: If the array is ragged or not numeric.
         """
         try:
-            array = np.asarray(inputs, dtype=np.float32)
+            array = np.asarray(inputs, dtype=self.tensor_dtype)
         except (TypeError, ValueError) as exc:
             raise ValidationError(
                 f"inputs must be a numeric array: {exc}", details={"field": "inputs"}
