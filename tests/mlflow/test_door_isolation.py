@@ -374,6 +374,8 @@ SPECS: dict[str, list[dict[str, Any]]] = {
 READ_STATUS = {
     # The UI's gateway proxy lists no endpoints (GET) and proxies nothing (POST).
     ("POST", "serve_gateway_proxy"): 400,
+    # GraphQL takes a POSTed JSON query (MLflow's own view answered a GET with a 500).
+    ("GET", "_graphql"): 400,
 }
 
 # What B's admin gets for A's requests: an answer of its own (200) or "not found" (404),
@@ -384,6 +386,7 @@ B_STATUS: dict[str, set[int]] = {
     # Reserved aliases are refused before any lookup, whichever model is named.
     "_delete_registered_model_alias": {404, 409},
     "serve_gateway_proxy": {200, 400},
+    "_graphql": {200, 400},
     # B's own objects under A's names (and again, on the second path of the route).
     "_create_experiment": {200, 400},
     "_create_registered_model": {200, 400},

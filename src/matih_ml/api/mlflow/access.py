@@ -64,6 +64,7 @@ _READS = {
     "_list_artifacts",
     "_get_metric_history",
     "get_metric_history_bulk_interval_handler",
+    "serve_get_metric_history_bulk_interval",
     "serve_get_metric_history_bulk",
     "_get_logged_model",
     "_search_logged_models",

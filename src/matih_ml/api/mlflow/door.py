@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from matih_ml.api.deps import authenticate
 from matih_ml.api.mlflow import access, stores
@@ -233,7 +234,7 @@ class MlflowDoor:
             )
         try:
             endpoint, kwargs = self._urls.match(path, request.method)
-        except NotFound:
+        except (NotFound, RequestRedirect):  # a redirect: Werkzeug would merge "//"
             return mlflow_error(404, "ENDPOINT_NOT_FOUND", f"No MLflow endpoint at {path[:200]}.")
         except MethodNotAllowed:
             return mlflow_error(
@@ -289,7 +290,7 @@ class MlflowDoor:
             return error_of(exc)
         except MlflowException as exc:
             return Response(
-                exc.serialize_as_json(),
+                _without_sql(exc.serialize_as_json().encode()),
                 status_code=exc.get_http_status_code(),
                 media_type="application/json",
             )
@@ -302,6 +303,8 @@ class MlflowDoor:
         content_type = flask_response.headers.get("Content-Type", "application/json")
         if content_type.startswith("application/json"):
             data = call.uris.to_client(data)
+            if flask_response.status_code >= 400:
+                data = _without_sql(data)
         headers = {
             k: v
             for k, v in flask_response.headers.items()
@@ -310,6 +313,24 @@ class MlflowDoor:
         return Response(
             data, status_code=flask_response.status_code, headers=headers, media_type=content_type
         )
+
+
+# MLflow's SQL store puts the driver's error, statement included, into its messages.
+_SQL_MARKERS = ("(sqlite3.", "(psycopg", "(raised as a result of", "[SQL:", "Error: (")
+
+
+def _without_sql(data: bytes) -> bytes:
+    """An error body whose message stops before any database error text."""
+    if not any(m.encode() in data for m in _SQL_MARKERS):
+        return data
+    try:
+        body = json.loads(data)
+        message = str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        return data
+    cut = min((i for m in _SQL_MARKERS if (i := message.find(m)) >= 0), default=len(message))
+    body["message"] = message[:cut].rstrip(" .:") + "."
+    return json.dumps(body).encode()
 
 
 def _forbidden(principal: Principal, permission: Permission) -> ForbiddenError:

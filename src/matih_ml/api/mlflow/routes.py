@@ -13,7 +13,14 @@ PREFIXES = (
     "/api/2.0/mlflow-artifacts/",
     "/ajax-api/",
 )
-EXACT = ("/api/2.0/mlflow-artifacts/artifacts", "/get-artifact", "/model-versions/get-artifact")
+EXACT = (
+    "/api/2.0/mlflow-artifacts/artifacts",
+    "/get-artifact",
+    "/model-versions/get-artifact",
+    "/graphql",
+    # Sic: MLflow registers this path without the slash (refused, but answered in kind).
+    "/api/2.0mlflow/experiments/search-datasets",
+)
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 router = APIRouter(include_in_schema=False)
