@@ -29,12 +29,12 @@ import binascii
 import json
 from pathlib import Path
 
+import mlflow
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-import mlflow
 from matih_ml.api.deps import authenticate
 from matih_ml.api.mlflow.routes import door_of
 from matih_ml.auth.principal import Principal
