@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_projection.py
+	$(PY) benchmarks/bench_mlflow_protocol.py
 
 clean:
 	rm -rf $(VENV) .matih .pytest_cache
