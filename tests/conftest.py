@@ -11,6 +11,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -362,8 +363,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards.
 
     Where PostgreSQL is not reachable the test is skipped, except under CI=true,
@@ -391,6 +392,13 @@ def postgres_database() -> Iterator[str]:
             yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (see :func:`fresh_postgres_database`)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,9 @@ The tests assert on what each step saw and on what our REST API shows after it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +38,7 @@ import httpx
 import pytest
 import stock_client
 
-from conftest import POSTGRES_ADMIN_URL, MotoS3, ServeProcess
+from conftest import MotoS3, ServeProcess, fresh_postgres_database
 from production.stack import BUCKET, Stack
 
 # The story takes a minute or two per profile (most of it client processes starting
@@ -57,28 +55,9 @@ STAGE_CHANGED = "MODEL_STAGE_CHANGED"
 # ------------------------------------------------------------------ the servers
 
 
-@contextmanager
-def _postgres_database() -> Iterator[str]:
+def _postgres_database():
     """A fresh PostgreSQL database for the module (conftest's fixture is per test)."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc})."
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"matih_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace(
-            "postgresql://", "postgresql+psycopg://"
-        )
-        try:
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return fresh_postgres_database()
 
 
 @contextmanager
