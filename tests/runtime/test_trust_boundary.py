@@ -379,6 +379,66 @@ def test_an_uploaded_pickle_is_unpickled_in_the_sandbox_only(
     assert got == est.predict(x.iloc[:5]).tolist()
 
 
+class _Reporter:
+    """A pickle that, when unpickled, counts the uploads its worker has unpickled, lists
+    what that worker sees, tries to read ``secret``, and raises with what it found."""
+
+    def __init__(self, secret: Path) -> None:
+        self.secret = str(secret)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        source = (
+            "import builtins, json, os\n"
+            "builtins.UPLOADS = getattr(builtins, 'UPLOADS', 0) + 1\n"
+            "seen = {'n': builtins.UPLOADS, 'models': os.listdir('/models'),"
+            f" 'out': os.listdir('/out'), 'read': os.path.exists({self.secret!r})}}\n"
+            "raise RuntimeError('SEEN' + json.dumps(seen))\n"
+        )
+        return exec, (source,)
+
+
+def _reported(response: httpx.Response) -> dict[str, Any]:
+    message = error(response, 422)["message"]
+    return json.loads(message.split("SEEN", 1)[1])
+
+
+def test_a_tenants_uploads_share_its_worker_and_never_another_tenants(
+    embedded: Deployment,
+) -> None:
+    """Pickled uploads are unpickled in one long-lived worker per tenant (its imports
+    are paid once): what one upload leaves in that worker reaches the same tenant's
+    next upload, never another tenant's, and no worker sees another tenant's uploads."""
+    import pickle
+
+    d = embedded
+    d.fresh_tenants()
+    secret = d.data_dir.resolve() / "uploads" / d.a["id"] / "waiting.bin"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_bytes(b"tenant A's upload, waiting")
+
+    def upload(tenant: dict[str, Any]) -> dict[str, Any]:
+        return _reported(
+            tenant["editor"].post(
+                "/api/v1/models",
+                data={"name": "reported", "framework": "sklearn"},
+                files={"file": ("model.pkl", pickle.dumps(_Reporter(secret)))},
+            )
+        )
+
+    first_b, second_b = upload(d.b), upload(d.b)
+    first_a = upload(d.a)
+    assert (first_b["n"], second_b["n"], first_a["n"]) == (1, 2, 1)
+    for seen in (first_b, second_b):
+        # B's worker sees B's folder, holding only the upload being unpickled.
+        assert len(seen["models"]) == 1 and seen["models"][0].startswith("upload-")
+        assert seen["out"] == seen["models"]
+        assert seen["read"] is False
+    assert "waiting.bin" in first_a["models"]
+    # Nothing of a refused upload stays behind on the host.
+    assert sorted(p.name for p in secret.parent.iterdir()) == ["waiting.bin"]
+    assert not list((d.data_dir.resolve() / "uploads" / d.b["id"]).iterdir())
+
+
 def test_a_policy_can_refuse_code_bearing_models(embedded: Deployment, tmp_path) -> None:
     d = embedded
     d.fresh_tenants()

@@ -1,7 +1,7 @@
 """Models uploaded as files by clients without MLflow.
 
 An uploaded pickle or joblib file runs code when it is unpickled, so the service never
-unpickles it: the tenant's sandbox does, once, and saves it as skops, which the service
+unpickles it: the tenant's upload sandbox does, once, and saves it as skops, which the service
 then checks and registers like any other model's files. ONNX files and TorchScript are
 data and are read here.
 """
@@ -20,7 +20,9 @@ from matih_ml.runtime.loader import ModelRuntime
 
 
 @contextmanager
-def uploaded_model(framework: str, data: bytes, runtime: ModelRuntime) -> Iterator[Any]:
+def uploaded_model(
+    tenant: str, framework: str, data: bytes, runtime: ModelRuntime
+) -> Iterator[Any]:
     """The model in an uploaded file, ready for ``register_model_version``.
 
     Yields an ``onnx.ModelProto``, a TorchScript module, or, for sklearn, the
@@ -33,7 +35,7 @@ def uploaded_model(framework: str, data: bytes, runtime: ModelRuntime) -> Iterat
     """
     fw = frameworks.parse_framework(framework)
     if fw is Framework.SKLEARN:
-        with runtime.unpickle_upload(data, frameworks.requirements(fw)) as saved:
+        with runtime.unpickle_upload(tenant, data, frameworks.requirements(fw)) as saved:
             yield saved
         return
     try:

@@ -31,7 +31,6 @@ from matih_ml.runtime.sandbox import (
     SandboxProcess,
     TenantSandboxes,
     bwrap_path,
-    run_once,
 )
 from matih_ml.runtime.worker import to_json
 
@@ -171,7 +170,12 @@ class ModelRuntime:
         enabled: Whether the sandbox may run at all (``MATIH_SANDBOX``); when off, or
             when bubblewrap is missing, code-bearing models are refused.
         code_policy: Whether a tenant's policy allows code-bearing models.
+        uploads_root: Where a tenant's uploaded pickles wait for its upload worker;
+            ``serving_root``'s sibling ``uploads`` unless given.
     """
+
+    # An upload worker unused this long is stopped; the next upload starts another.
+    UPLOAD_WORKER_IDLE_S = 300.0
 
     def __init__(
         self,
@@ -180,10 +184,18 @@ class ModelRuntime:
         *,
         enabled: bool = True,
         code_policy: CodePolicy | None = None,
+        uploads_root: Path | None = None,
     ) -> None:
         self.limits = limits
         self.enabled = enabled and bwrap_path() is not None
         self.sandboxes = TenantSandboxes(serving_root, limits, enabled=self.enabled)
+        self.uploads = TenantSandboxes(
+            uploads_root or serving_root.parent / "uploads",
+            limits,
+            enabled=self.enabled,
+            writable=True,
+            idle_s=self.UPLOAD_WORKER_IDLE_S,
+        )
         self._code_policy = code_policy
 
     # ------------------------------------------------------------------ checks
@@ -267,8 +279,11 @@ class ModelRuntime:
         return InProcessModel(found, dict(pyfunc.metadata.flavors), pyfunc)
 
     @contextmanager
-    def unpickle_upload(self, data: bytes, requirements: list[str]) -> Iterator[SavedModelFolder]:
-        """Unpickle an uploaded sklearn file in a sandbox, once, and save it as skops.
+    def unpickle_upload(
+        self, tenant: str, data: bytes, requirements: list[str]
+    ) -> Iterator[SavedModelFolder]:
+        """Unpickle an uploaded sklearn file in the tenant's upload sandbox, once, and
+        save it as skops.
 
         Raises:
             UntrustedModelError: If the sandbox is off, or the file is not an sklearn
@@ -280,45 +295,43 @@ class ModelRuntime:
                 "server; upload ONNX, or log the model with skops and register the run.",
                 details={"field": "file"},
             )
-        with tempfile.TemporaryDirectory(prefix="matih-upload-") as tmp:
-            inbox, out = Path(tmp) / "in", Path(tmp) / "out"
-            inbox.mkdir()
-            out.mkdir()
-            (inbox / "model.bin").write_bytes(data)
+        spool = Path(tempfile.mkdtemp(prefix="upload-", dir=self.uploads.folder(tenant)))
+        try:
+            (spool / "model.bin").write_bytes(data)
             try:
-                answer = run_once(
-                    inbox,
+                answer = self.uploads.call(
+                    tenant,
                     {
                         "op": "unpickle_sklearn",
-                        "file": f"{MODELS_MOUNT}/model.bin",
-                        "out": f"{OUT_MOUNT}/model",
+                        "file": f"{MODELS_MOUNT}/{spool.name}/model.bin",
+                        "out": f"{OUT_MOUNT}/{spool.name}/model",
                         "requirements": requirements,
                         "trusted_modules": sorted(TRUSTED_MODULES),
                     },
-                    self.limits,
-                    out=out,
                 )
             except ModelRaisedError as exc:
                 raise UntrustedModelError(
                     f"The file is not a loadable sklearn model: {exc}"[:500],
                     details={"field": "file"},
                 ) from None
-            saved = out / "model"
             # What the sandbox wrote is as untrusted as the upload: copy it out of the
             # writable folder and check it as any model's files.
             local = Path(tempfile.mkdtemp(prefix="matih-upload-model-"))
             try:
-                shutil.copytree(saved, local / "model", symlinks=True)
+                shutil.copytree(spool / "model", local / "model", symlinks=True)
                 kind = answer.get("model_type")
                 yield SavedModelFolder(
                     local / "model", kind if isinstance(kind, str) else "unknown"
                 )
             finally:
                 shutil.rmtree(local, ignore_errors=True)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
 
     def close(self) -> None:
-        """Stop the serving workers."""
+        """Stop the serving and upload workers."""
         self.sandboxes.close()
+        self.uploads.close()
 
 
 def _flavors(folder: Path) -> dict[str, Any]:

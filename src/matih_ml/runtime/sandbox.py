@@ -273,22 +273,41 @@ class SandboxProcess:
 
 
 class TenantSandboxes:
-    """One long-lived worker per tenant, for serving; started on first use.
+    """One long-lived worker per tenant; started on first use.
+
+    The serving pool sees ``root/<tenant>`` read-only. The upload pool
+    (``writable=True``) also writes there, at ``/out``: a tenant's uploads are unpickled
+    one after the other in that tenant's worker, which pays its imports once instead of
+    once per upload. Whatever one upload does to that worker can reach only the same
+    tenant's later uploads, whose output the service checks as untrusted anyway.
 
     Args:
-        root: The serving folder; a tenant's worker sees ``root/<tenant>`` only.
+        root: A tenant's worker sees ``root/<tenant>`` only.
         limits: The workers' limits.
         enabled: False when the operator turned the sandbox off: code-bearing models
             are then refused, never loaded in the service.
+        writable: Mount the tenant's folder writable at ``/out`` as well.
+        idle_s: Stop a worker unused this long (None: keep it until :meth:`close`).
     """
 
-    def __init__(self, root: Path, limits: SandboxLimits, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        limits: SandboxLimits,
+        *,
+        enabled: bool = True,
+        writable: bool = False,
+        idle_s: float | None = None,
+    ) -> None:
         self._root = root
         self.limits = limits
         self.enabled = enabled
+        self._writable = writable
+        self._idle_s = idle_s
         self._lock = threading.Lock()
         self._workers: dict[str, SandboxProcess] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._used: dict[str, float] = {}
 
     def _require(self) -> None:
         if not self.enabled:
@@ -297,6 +316,12 @@ class TenantSandboxes:
                 "(MATIH_SANDBOX=off).",
                 details={"dependency": "sandbox"},
             )
+
+    def folder(self, tenant: str) -> Path:
+        """The host folder the tenant's worker sees (created if missing)."""
+        folder = self._root / tenant
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def call(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
         """Send ``request`` to the tenant's worker, starting it if needed (a new worker
@@ -307,37 +332,46 @@ class TenantSandboxes:
             ModelRaisedError: If the model raised.
         """
         self._require()
+        self._stop_idle()
         with self._lock:
             gate = self._locks.setdefault(tenant, threading.Lock())
         with gate:
             worker = self._workers.get(tenant)
             if worker is None or not worker.alive:
-                folder = self._root / tenant
-                folder.mkdir(parents=True, exist_ok=True)
-                worker = self._workers[tenant] = SandboxProcess(folder, self.limits)
-            return worker.call(request)
+                folder = self.folder(tenant)
+                out = folder if self._writable else None
+                worker = self._workers[tenant] = SandboxProcess(folder, self.limits, out=out)
+            try:
+                return worker.call(request)
+            finally:
+                with self._lock:
+                    self._used[tenant] = time.monotonic()
+
+    def _stop_idle(self) -> None:
+        if self._idle_s is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            idle = [t for t, at in self._used.items() if now - at > self._idle_s]
+        for tenant in idle:
+            gate = self._locks[tenant]
+            if not gate.acquire(blocking=False):
+                continue  # in use right now: not idle
+            try:
+                with self._lock:
+                    if now - self._used.get(tenant, now) <= self._idle_s:
+                        continue
+                    self._used.pop(tenant, None)
+                    worker = self._workers.pop(tenant, None)
+                if worker is not None:
+                    worker.kill()
+            finally:
+                gate.release()
 
     def close(self) -> None:
         """Stop every worker."""
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
+            self._used.clear()
         for w in workers:
             w.kill()
-
-
-def run_once(
-    folder: Path,
-    request: dict[str, Any],
-    limits: SandboxLimits,
-    *,
-    out: Path | None = None,
-) -> dict[str, Any]:
-    """Start a worker that sees ``folder``, send it one request, and stop it.
-
-    Used where a model is looked at once: at registration and by the staging gate.
-    """
-    worker = SandboxProcess(folder, limits, out=out)
-    try:
-        return worker.call(request)
-    finally:
-        worker.kill()

@@ -160,7 +160,7 @@ def _register_upload(
     data: bytes,
     meta: UploadMetadata,
 ) -> ModelRead:
-    with uploaded_model(framework, data, services.runtime) as model:
+    with uploaded_model(tenant, framework, data, services.runtime) as model:
         md, v = services.registry.register_model_version(
             tenant,
             name,
