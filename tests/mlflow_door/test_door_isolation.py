@@ -270,6 +270,13 @@ SPECS: dict[str, list[dict[str, Any]]] = {
     ],
     "_log_param": [{"json": {**_RUN, "key": "new_param", "value": "x"}}],
     "_log_batch": [
+        # Metrics alone (the door's own parse), then with params and tags (MLflow's).
+        {
+            "json": {
+                **_RUN,
+                "metrics": [{"key": "{metric}", "value": 0.0, "timestamp": 1, "step": 97}],
+            }
+        },
         {
             "json": {
                 **_RUN,
@@ -277,7 +284,7 @@ SPECS: dict[str, list[dict[str, Any]]] = {
                 "params": [{"key": "new_param", "value": "x"}],
                 "tags": [{"key": "{tag}", "value": "overwritten"}],
             }
-        }
+        },
     ],
     "_log_model": [
         {

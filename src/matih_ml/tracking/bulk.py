@@ -69,6 +69,29 @@ class BulkMetricWriter:
         """Whether points go straight into SQL (else through ``log_batch``)."""
         return self._engine is not None
 
+    def lifecycle_stage(self, workspace: str, run_id: str) -> str | None:
+        """The run's lifecycle stage (``active``, ``deleted``), None when the run is not
+        in ``workspace``: one indexed row, where MLflow's ``get_run`` reads the run's
+        params, tags, metrics and inputs too.
+
+        Only on a direct store (:attr:`direct`).
+        """
+        assert self._engine is not None
+        p = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            "SELECT r.lifecycle_stage FROM runs r JOIN experiments e "
+            "ON e.experiment_id = r.experiment_id "
+            f"WHERE r.run_uuid = {p} AND e.workspace = {p}"
+        )
+        with translated(f"run {run_id!r}"), self._engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, (run_id, workspace))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        return None if row is None else str(row[0])
+
     def write(self, run_id: str, points: Sequence[Point]) -> int:
         """Write checked points (finite values, steps and timestamps in range) to a run.
 

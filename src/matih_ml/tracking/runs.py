@@ -177,8 +177,8 @@ class RunService:
         ]
         clean_params = [Param(k, v) for k, v in validation.params(params).items()]
         clean_tags = [RunTag(k, v) for k, v in validation.tags(tags).items()]
-        with self._tenants.scope(tenant_id):
-            self._active_run(run_id)
+        with self._tenants.scope(tenant_id) as bound:
+            self._check_active(bound, run_id)
             if clean_params or clean_tags:
                 with translated(f"Run {run_id!r}"):
                     self._client.log_batch(
@@ -216,10 +216,25 @@ class RunService:
         """
         run_id = validation.run_id(run_id)
         points = validation.metric_columns(keys, values, steps, timestamps, limit=MAX_INGEST)
-        with self._tenants.scope(tenant_id):
-            self._active_run(run_id)
+        with self._tenants.scope(tenant_id) as bound:
+            self._check_active(bound, run_id)
             self._writer.write(run_id, points)
         return len(points)
+
+    def _check_active(self, tenant_id: str, run_id: str) -> None:
+        """As :meth:`_active_run`, in one row when the points go straight into SQL (the
+        logging paths run this on every request)."""
+        if not self._writer.direct:
+            self._active_run(run_id)
+            return
+        stage = self._writer.lifecycle_stage(tenant_id, run_id)
+        if stage is None:
+            raise NotFoundError(f"Run {run_id!r} not found.", details={"run_id": run_id})
+        if stage != "active":
+            raise ValidationError(
+                f"Run {run_id!r} is deleted; restore it to log to it.",
+                details={"run_id": run_id},
+            )
 
     def _active_run(self, run_id: str) -> Run:
         with translated(f"Run {run_id!r}"):

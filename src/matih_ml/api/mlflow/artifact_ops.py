@@ -49,11 +49,32 @@ def _writable(call: Call, rel: str) -> str:
     return rel
 
 
+def _nothing() -> None:
+    pass
+
+
+def _local_file(root: str, rel: str) -> FileAnswer:
+    """A file under a local artifact root, sent from where it is stored.
+
+    The path is resolved first, so that a link cannot lead out of the tenant's folder.
+    """
+    top = Path(root).resolve()
+    path = (top / rel).resolve()
+    if not path.is_relative_to(top) or not path.exists():
+        raise NotFoundError(f"Artifact {rel!r} not found.")
+    if not path.is_file():
+        raise ValidationError(f"Artifact {rel!r} is a folder; list it instead.")
+    return FileAnswer(str(path), path.name, _nothing)
+
+
 def download(call: Call, artifact_path: str) -> FileAnswer:
     """``GET .../artifacts/<path>``: one file."""
     rel = call.uris.relative(artifact_path)
     if not rel:
         raise ValidationError("An artifact path is required.", details={"field": "path"})
+    if call.uris.root.startswith("/"):
+        # MLflow's local repository would copy the file to a temp folder to send it.
+        return _local_file(call.uris.root, rel)
     tmp = tempfile.mkdtemp(prefix="matih-artifact-")
     try:
         with translated(f"Artifact {rel!r}"):

