@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from matih_ml.cli_output import JsonOpt, TenantOpt, emit, handles_errors, load_services, plain
-from matih_ml.cli_output import stderr as err
+from matih_ml.cli.output import JsonOpt, TenantOpt, emit, handles_errors, load_services, plain
+from matih_ml.cli.output import stderr as err
 from matih_ml.errors import ValidationError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from matih_ml.cli_output import JsonOpt, emit, handles_errors, load_services, stderr
+from matih_ml.cli.output import JsonOpt, emit, handles_errors, load_services, stderr
 from matih_ml.errors import ValidationError
 
 db_app = typer.Typer(help="Schema migrations (MLflow's tables and the service's).")
