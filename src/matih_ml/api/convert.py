@@ -10,7 +10,7 @@ from __future__ import annotations
 from mlflow.entities import Experiment, Run
 
 from matih_ml import urls
-from matih_ml.api.schemas import ExperimentRead, RunRead
+from matih_ml.contracts.schemas import ExperimentRead, RunRead
 
 
 def experiment_read(e: Experiment) -> ExperimentRead:

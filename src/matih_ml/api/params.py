@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Path, Query
 
+# The vocabularies live in contracts (no FastAPI there, so the client can import them);
+# they are re-exported here beside the parameters that use them.
+from matih_ml.contracts.names import FrameworkName as FrameworkName
+from matih_ml.contracts.names import RoleName as RoleName
+from matih_ml.contracts.names import StageName as StageName
 from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATTERN
-
-StageName = Literal["development", "staging", "production", "archived"]
-FrameworkName = Literal["sklearn", "pytorch", "onnx", "tensorflow"]
-RoleName = Literal["viewer", "editor", "approver", "admin"]
 
 ModelId = Annotated[
     str, Path(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN, description="Model name")

@@ -1,17 +1,29 @@
-"""Request and response bodies, kept apart from the services' own types."""
+"""Request and response bodies, kept apart from the services' own types.
+
+The API validates and publishes these; the HTTP client (``matih_ml.client``) sends and
+parses the very same classes, so the two cannot disagree on a field.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from matih_ml import urls
-from matih_ml.api.params import FrameworkName, RoleName, StageName
-from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
-from matih_ml.registry.policy import Policy
+from matih_ml.contracts.names import (
+    FrameworkName,
+    JobStatusName,
+    RoleName,
+    StageName,
+)
+from matih_ml.contracts.policy import Policy
 from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATTERN
+
+if TYPE_CHECKING:
+    # Only the converters read them (duck-typed); importing the registry pulls MLflow.
+    from matih_ml.registry.metadata import ModelMetadata, ModelVersionInfo
 
 T = TypeVar("T")
 
@@ -108,6 +120,13 @@ class VersionRead(BaseModel):
         data["artifact_uri"] = urls.version_files(v.model_id, v.version)
         data["source"] = urls.version_source(v.source, v.run_id, v.model_id, v.version)
         return cls(**data)
+
+
+class VersionWithCard(VersionRead):
+    model_card: str | None = Field(
+        default=None,
+        description="The version's model_card.md (with with_card=true; null if it has none)",
+    )
 
 
 class VersionRegistered(VersionRead):
@@ -271,6 +290,14 @@ class KeyRead(BaseModel):
 
 class KeyCreated(KeyRead):
     key: str = Field(description="The whole API key. It is shown this once.")
+
+
+class WhoAmI(BaseModel):
+    tenant_id: str
+    subject: str
+    owner: str
+    roles: list[str]
+    via: str
 
 
 class Health(BaseModel):
@@ -514,3 +541,34 @@ class MonitoringRead(BaseModel):
     thresholds: dict[str, float] = Field(
         default={}, description="Where each check goes into alarm (psi, ks_pvalue, ...)"
     )
+
+
+# ------------------------------------------------------------------ training jobs
+
+
+class JobRead(BaseModel):
+    job_id: str
+    name: str
+    model_name: str
+    status: JobStatusName
+    outcome: str | None
+    reason: str | None
+    result: dict[str, Any] | None
+    cancel_requested: bool
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    parent_run_id: str | None
+    spec: dict[str, Any]
+
+
+class LogLineRead(BaseModel):
+    seq: int
+    at: datetime
+    line: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLineRead]
+    next_after: int

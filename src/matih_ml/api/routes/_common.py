@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matih_ml.api.schemas import ErrorBody
+from matih_ml.contracts.schemas import ErrorBody
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}

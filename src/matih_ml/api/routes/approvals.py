@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -10,8 +10,9 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, Approver, Reader, ServicesDep
 from matih_ml.api.params import ModelId
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import ApprovalDecision, ApprovalRead, Page, PolicyRead
-from matih_ml.registry.policy import Policy
+from matih_ml.contracts.names import ApprovalStatusName
+from matih_ml.contracts.policy import Policy
+from matih_ml.contracts.schemas import ApprovalDecision, ApprovalRead, Page, PolicyRead
 
 router = APIRouter(
     prefix="/api/v1", tags=["approvals"], responses=ERRORS, route_class=JsonBodyRoute
@@ -24,7 +25,7 @@ ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 def list_approvals(
     services: ServicesDep,
     who: Reader,
-    status: Literal["pending", "approved", "rejected", "applied"] | None = None,
+    status: ApprovalStatusName | None = None,
     model_id: Annotated[ModelId | None, Query()] = None,
 ) -> Page[ApprovalRead]:
     """The tenant's approval requests, newest first."""
@@ -66,7 +67,10 @@ def reject(
 def get_policy(services: ServicesDep, who: Reader) -> PolicyRead:
     """The tenant's promotion policy (the default if none is set)."""
     policy = services.lifecycle.policies.get(who.tenant_id)
-    return PolicyRead(policy=policy or Policy(), source="tenant" if policy else "default")
+    if policy is None:
+        return PolicyRead(policy=Policy(), source="default")
+    # The store answers with the registry's own Policy class: passed on as its fields.
+    return PolicyRead(policy=policy.model_dump(), source="tenant")
 
 
 @router.put("/policy", response_model=PolicyRead)

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import EventFeed
+from matih_ml.contracts.schemas import EventFeed
 from matih_ml.events.catalog import EventType, json_schemas
 
 router = APIRouter(

@@ -11,7 +11,7 @@ from matih_ml.api.convert import experiment_read, run_read
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.params import ExperimentId, MaxResults, PageToken
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import ComparisonRow, ExperimentRead, Page, RunRead
+from matih_ml.contracts.schemas import ComparisonRow, ExperimentRead, Page, RunRead
 
 router = APIRouter(
     prefix="/api/v1/experiments", tags=["experiments"], responses=ERRORS, route_class=JsonBodyRoute

@@ -11,7 +11,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from sqlalchemy import text
 
 from matih_ml.api.deps import ServicesDep
-from matih_ml.api.schemas import Health
+from matih_ml.contracts.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -12,7 +12,7 @@ from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import ServicesDep, Writer
 from matih_ml.api.params import RunId
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import LogBatchResult, MetricColumns, MetricRows
+from matih_ml.contracts.schemas import LogBatchResult, MetricColumns, MetricRows
 from matih_ml.errors import PayloadTooLargeError, ValidationError
 from matih_ml.tracking.runs import MAX_INGEST
 

@@ -8,7 +8,7 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, ServicesDep
 from matih_ml.api.params import KeyId
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import KeyCreate, KeyCreated, KeyRead, Page
+from matih_ml.contracts.schemas import KeyCreate, KeyCreated, KeyRead, Page
 
 router = APIRouter(
     prefix="/api/v1/keys", tags=["keys"], responses=ERRORS, route_class=JsonBodyRoute

@@ -12,7 +12,8 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, Reader, ServicesDep, Writer
 from matih_ml.api.params import ModelId, Version
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import (
+from matih_ml.contracts.policy import Policy
+from matih_ml.contracts.schemas import (
     ApprovalCreate,
     ApprovalRead,
     EvaluationCreate,
@@ -25,7 +26,6 @@ from matih_ml.api.schemas import (
     ProductionAt,
     RollbackRequest,
 )
-from matih_ml.registry.policy import Policy
 
 router = APIRouter(
     prefix="/api/v1/models", tags=["lifecycle"], responses=ERRORS, route_class=JsonBodyRoute
@@ -130,7 +130,8 @@ def get_model_policy(model_id: ModelId, services: ServicesDep, who: Reader) -> P
     """The policy in force for the model, and where it comes from."""
     services.registry.require_model(who.tenant_id, model_id)
     policy, source = services.lifecycle.policies.effective(who.tenant_id, model_id)
-    return PolicyRead(policy=policy, source=source)
+    # The store answers with the registry's own Policy class: passed on as its fields.
+    return PolicyRead(policy=policy.model_dump(), source=source)
 
 
 @router.put("/{model_id}/policy", response_model=PolicyRead)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
@@ -25,7 +24,8 @@ from matih_ml.api.params import (
     Version,
 )
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import (
+from matih_ml.auth.principal import Permission
+from matih_ml.contracts.schemas import (
     ArtifactRead,
     ModelCreate,
     ModelRead,
@@ -35,8 +35,8 @@ from matih_ml.api.schemas import (
     VersionCreate,
     VersionRead,
     VersionRegistered,
+    VersionWithCard,
 )
-from matih_ml.auth.principal import Permission
 from matih_ml.errors import ValidationError
 from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import uploaded_model
@@ -290,13 +290,6 @@ def list_versions(model_id: ModelId, services: ServicesDep, who: Reader) -> Page
     """List a model's versions, newest first."""
     items = services.registry.list_versions(who.tenant_id, model_id)
     return Page(items=[VersionRead.of(v) for v in items])
-
-
-class VersionWithCard(VersionRead):
-    model_card: str | None = Field(
-        default=None,
-        description="The version's model_card.md (with with_card=true; null if it has none)",
-    )
 
 
 @router.get("/{model_id}/versions/{version}", response_model=VersionWithCard)

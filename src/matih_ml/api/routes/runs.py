@@ -16,7 +16,7 @@ from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.downloads import attachment
 from matih_ml.api.params import ArtifactPath, MaxResults, MetricKey, PageToken, RunId
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import (
+from matih_ml.contracts.schemas import (
     ArtifactRead,
     BucketRead,
     DownsampledRead,

@@ -14,7 +14,9 @@ from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.params import ModelId
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import (
+from matih_ml.auth.principal import Permission, Principal
+from matih_ml.auth.scrape_token import check_scrape_token
+from matih_ml.contracts.schemas import (
     EvaluationRead,
     EvidenceCreate,
     EvidenceRead,
@@ -24,8 +26,6 @@ from matih_ml.api.schemas import (
     ServingConfigWrite,
     TrafficSummaryRead,
 )
-from matih_ml.auth.principal import Permission, Principal
-from matih_ml.auth.scrape_token import check_scrape_token
 from matih_ml.errors import (
     ForbiddenError,
     PayloadTooLargeError,

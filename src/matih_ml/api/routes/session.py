@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import PrincipalDep
 from matih_ml.api.routes._common import ERRORS
+from matih_ml.contracts.schemas import WhoAmI
 
 router = APIRouter(prefix="/api/v1", tags=["session"], responses=ERRORS, route_class=JsonBodyRoute)
-
-
-class WhoAmI(BaseModel):
-    tenant_id: str
-    subject: str
-    owner: str
-    roles: list[str]
-    via: str
 
 
 @router.get("/whoami", response_model=WhoAmI)

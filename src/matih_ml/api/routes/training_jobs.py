@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import ErrorBody, Page
+from matih_ml.contracts.names import JobStatusName
+from matih_ml.contracts.schemas import ErrorBody, JobRead, LogLineRead, LogPage, Page
 from matih_ml.training.jobs import JOB_ID_PATTERN, Job
 from matih_ml.training.spec import JobSpec
 
@@ -28,34 +27,6 @@ router = APIRouter(
 
 JobId = Annotated[str, Path(min_length=20, max_length=20, pattern=JOB_ID_PATTERN)]
 _SPEC_REF = "#/components/schemas/TrainingJobSpec"
-
-
-class JobRead(BaseModel):
-    job_id: str
-    name: str
-    model_name: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    outcome: str | None
-    reason: str | None
-    result: dict[str, Any] | None
-    cancel_requested: bool
-    created_by: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    parent_run_id: str | None
-    spec: dict[str, Any]
-
-
-class LogLineRead(BaseModel):
-    seq: int
-    at: datetime
-    line: str
-
-
-class LogPage(BaseModel):
-    items: list[LogLineRead]
-    next_after: int
 
 
 def _read(job: Job) -> JobRead:
@@ -95,7 +66,7 @@ async def submit_job(
 async def list_jobs(
     services: ServicesDep,
     who: Reader,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    status: JobStatusName | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     page_token: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
 ) -> Page[JobRead]:

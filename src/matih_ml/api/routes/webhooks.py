@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Admin, ServicesDep
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.api.schemas import (
+from matih_ml.contracts.names import DeliveryStateName
+from matih_ml.contracts.schemas import (
     DeliveryRead,
     Page,
     WebhookCreate,
@@ -61,7 +62,7 @@ def list_deliveries(
     webhook_id: WebhookId,
     services: ServicesDep,
     who: Admin,
-    state: Literal["pending", "delivered", "dead", "cancelled"] | None = None,
+    state: DeliveryStateName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DeliveryRead]:
     """The webhook's deliveries, newest first: state, attempts, last status and error."""
