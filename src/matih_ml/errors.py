@@ -1,8 +1,8 @@
 """One error hierarchy for the whole service, each with a stable code.
 
-Only these errors are mapped to HTTP statuses (one table, in the API layer);
-built-in exceptions are never mapped, so a stray ``KeyError`` stays a bug
-instead of silently becoming a 404.
+Only these errors are mapped to HTTP statuses (one table, ``STATUS``, which the API's
+handlers answer with and the HTTP client reads back); built-in exceptions are never
+mapped, so a stray ``KeyError`` stays a bug instead of silently becoming a 404.
 """
 
 from __future__ import annotations
@@ -83,3 +83,18 @@ class PayloadTooLargeError(MatihError):
     """An upload or a batch is over the configured limit."""
 
     code = "PAYLOAD_TOO_LARGE"
+
+
+# Each error's HTTP status. It lives here, not in the API layer, so that the HTTP client
+# (matih_ml.client) reads answers back into these classes without importing FastAPI.
+STATUS: dict[type[MatihError], int] = {
+    ValidationError: 422,
+    UnauthenticatedError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    GateFailedError: 409,
+    PayloadTooLargeError: 413,
+    LimitExceededError: 429,
+    UnavailableError: 503,
+}

@@ -1,4 +1,6 @@
-"""One table from error codes to HTTP statuses, and the handlers that use it.
+"""The handlers that answer with the one table from errors to HTTP statuses.
+
+The table, ``STATUS``, is in ``matih_ml.errors`` (the HTTP client reads it too).
 
 Every error body is ``{"error": {"code", "message", "details"}}``. Only our own
 errors are mapped; anything else is a 500 whose body says nothing of the cause.
@@ -13,33 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from matih_ml.errors import (
-    ConflictError,
-    ForbiddenError,
-    GateFailedError,
-    LimitExceededError,
-    MatihError,
-    NotFoundError,
-    PayloadTooLargeError,
-    UnauthenticatedError,
-    UnavailableError,
-    ValidationError,
-)
+from matih_ml.errors import STATUS, MatihError, UnauthenticatedError
 from matih_ml.faults import unavailable
 
 log = logging.getLogger(__name__)
-
-STATUS: dict[type[MatihError], int] = {
-    ValidationError: 422,
-    UnauthenticatedError: 401,
-    ForbiddenError: 403,
-    NotFoundError: 404,
-    ConflictError: 409,
-    GateFailedError: 409,
-    PayloadTooLargeError: 413,
-    LimitExceededError: 429,
-    UnavailableError: 503,
-}
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",

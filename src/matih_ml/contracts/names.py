@@ -19,3 +19,6 @@ ApprovalStatusName = Literal["pending", "approved", "rejected", "applied"]
 DeliveryStateName = Literal["pending", "delivered", "dead", "cancelled"]
 TrafficModeName = Literal["off", "shadow", "ab"]
 EvaluationKindName = Literal["shadow", "ab"]
+
+# A job in one of these has finished; it changes no more.
+JOB_DONE: tuple[JobStatusName, ...] = ("succeeded", "failed", "cancelled")
