@@ -5,11 +5,17 @@ tag, stage field and aliases are a projection of them, written after the move co
 (:mod:`matih_ml.registry.projection`). Every move of a model takes that model's
 database lock first, so at most one version is in production at any time, across
 threads and replicas.
+
+The staging gate loads and scores the version, which can take seconds (a sandboxed
+model), so it runs before the lock is taken; on SQLite the lock is the database's write
+lock, and a model loading under it would hold up every move of every model. Under the
+lock the move checks that what the gate looked at still holds (:class:`_StagingCheck`).
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -40,6 +46,21 @@ from matih_ml.registry.stages import allowed_targets, parse_stage
 from matih_ml.store import lifecycle_store as store
 from matih_ml.store.db import Database
 from matih_ml.tenancy import validate_tenant_id
+
+
+@dataclass(frozen=True)
+class _StagingCheck:
+    """What a move saw before the lock, and the staging gate run on it (if one ran).
+
+    The gate's outcome holds only while the version is still in development, the
+    policy's staging rules are the same, and (when the gate compared the candidate
+    with production) the same version is in production.
+    """
+
+    seen: Stage
+    policy: Policy | None = None
+    baseline: str | None = None
+    result: GateResult | None = None
 
 
 class LifecycleService(LifecycleReads):
@@ -99,6 +120,8 @@ class LifecycleService(LifecycleReads):
                 "A forced move needs a written reason.", details={"field": "reason"}
             )
         self._registry.get_version(tenant_id, name, number)  # 404s before any lock
+        # Loading and scoring the model happens here, outside the lock.
+        early = self._staging_check(tenant_id, name, number, target)
         gate_failure: GateResult | None = None
         with self._db.uow() as s:
             store.lock_model(s, tenant_id, name)
@@ -114,7 +137,7 @@ class LifecycleService(LifecycleReads):
                     details={"from": current.value, "to": target.value},
                 )
             producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
-            result = self._check_gate(s, tenant_id, name, number, current, target, producing)
+            result = self._check_gate(s, tenant_id, name, number, current, target, producing, early)
             if result is not None:
                 store.record_gate(
                     s,
@@ -363,6 +386,71 @@ class LifecycleService(LifecycleReads):
 
     # ---------------------------------------------------------------- helpers
 
+    def _staging_check(
+        self, tenant_id: str, name: str, number: str, target: Stage
+    ) -> _StagingCheck | None:
+        """Run the staging gate, before the lock, if the move looks like it needs it.
+
+        The gate downloads, loads and scores the version; holding the model's lock
+        (on SQLite, the database's) for that would hold up every other move. Only what
+        is read here is trusted under the lock, after :meth:`_staged_result` checks it.
+        """
+        if target is not Stage.STAGING:
+            return None
+        with self._db.uow() as s:
+            seen = self._current_stage(s, tenant_id, name, number)
+            producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
+        if seen is not Stage.DEVELOPMENT:
+            return _StagingCheck(seen)  # nothing to gate; under the lock the move says why
+        policy: Policy = self.policies.effective(tenant_id, name)[0]
+        baseline = next((v for v in producing if v != number), None)
+        result = staging_gate(self._registry, policy, tenant_id, name, number, baseline)
+        return _StagingCheck(seen, policy, baseline, result)
+
+    @staticmethod
+    def _staged_result(
+        early: _StagingCheck | None,
+        policy: Policy,
+        name: str,
+        number: str,
+        baseline: str | None,
+    ) -> GateResult:
+        """The staging gate's outcome from before the lock, if it still holds now (the
+        version is in development, under the lock).
+
+        Raises:
+            ConflictError: If the version, the policy or (for a gate that compared the
+                candidate with production) the production version changed since the
+                gate ran: the move is asked again, and runs a fresh gate.
+        """
+        again = "; ask for the move again."
+        if early is None or early.result is None or early.policy is None:
+            seen = early.seen.value if early is not None else "another stage"
+            raise ConflictError(
+                f"Version {number} of {name!r} moved from {seen} to development while "
+                f"this move was being checked{again}",
+                details={"from": Stage.DEVELOPMENT.value, "to": Stage.STAGING.value},
+            )
+        gated = (early.policy.staging, early.policy.code_models)
+        if gated != (policy.staging, policy.code_models):
+            raise ConflictError(
+                f"The promotion policy of {name!r} changed while the staging gate checked "
+                f"version {number}{again}",
+                details={"from": Stage.DEVELOPMENT.value, "to": Stage.STAGING.value},
+            )
+        if policy.staging.primary_metric and baseline != early.baseline:
+            raise ConflictError(
+                f"The production version of {name!r} changed (from "
+                f"{early.baseline or 'none'} to {baseline or 'none'}) while the staging "
+                f"gate compared version {number} with it{again}",
+                details={
+                    "from": Stage.DEVELOPMENT.value,
+                    "to": Stage.STAGING.value,
+                    "production": {"checked": early.baseline, "now": baseline},
+                },
+            )
+        return early.result
+
     def _check_gate(
         self,
         s: Session,
@@ -372,11 +460,12 @@ class LifecycleService(LifecycleReads):
         current: Stage,
         target: Stage,
         producing: list[str],
+        early: _StagingCheck | None,
     ) -> GateResult | None:
         policy: Policy = self.policies.effective(tenant_id, name)[0]
         if current is Stage.DEVELOPMENT and target is Stage.STAGING:
             baseline = next((v for v in producing if v != number), None)
-            return staging_gate(self._registry, policy, tenant_id, name, number, baseline)
+            return self._staged_result(early, policy, name, number, baseline)
         if current is Stage.STAGING and target is Stage.PRODUCTION:
             evaluations = [
                 {"id": e.id, "kind": e.kind, "passed": e.passed, "metrics": e.metrics}
