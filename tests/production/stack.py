@@ -139,12 +139,16 @@ def client(url: str, key: str, timeout: float = 60) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
 
 
-def upload(c: httpx.Client, name: str, model, **metadata) -> httpx.Response:
-    """Register an sklearn model by uploading its pickle."""
+def upload(
+    c: httpx.Client, name: str, model, *, timeout: float | None = None, **metadata
+) -> httpx.Response:
+    """Register an sklearn model by uploading its pickle (``timeout``: this request's,
+    instead of the client's)."""
     import json
 
     return c.post(
         "/api/v1/models",
         data={"name": name, "framework": "sklearn", "metadata": json.dumps(metadata)},
         files={"file": ("model.pkl", pickle.dumps(model))},
+        timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
     )

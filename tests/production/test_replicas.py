@@ -39,7 +39,8 @@ def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, s3_server
         try:
             for i in range(ROUNDS):
                 url = urls[(n + i) % 2]  # alternate replicas, as a load balancer would
-                with client(url, keys[tenant]) as c:
+                # Not a latency test: the first uploads start four upload sandboxes.
+                with client(url, keys[tenant], timeout=300) as c:
                     model = f"{tenant}-m{rng.randrange(MODELS)}"
                     r = upload(c, model, sk_model, metrics={"accuracy": 0.9})
                     assert r.status_code == 201, r.text

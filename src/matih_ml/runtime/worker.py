@@ -170,8 +170,26 @@ class _Worker:
         return {"ok": True, "has_example": True, "predictions": to_json(model.predict(example))}
 
 
+class _NotForUploads:
+    """Refuses imports of frameworks no sklearn upload needs.
+
+    skops lists the types it trusts by importing every sklearn module, and sklearn's
+    array-API shims then import torch and dask if present: a third of an upload worker's
+    start-up. An sklearn model made of trusted types never needs them, and a pickle
+    that asks for them is refused anyway.
+    """
+
+    ROOTS = ("torch", "dask", "jax", "cupy")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".", 1)[0] in self.ROOTS:
+            raise ImportError(f"{name} is not imported by the upload sandbox")
+
+
 def _unpickle_sklearn(req: dict[str, Any]) -> dict[str, Any]:
     """Unpickle an uploaded sklearn model once, and save it as an MLflow skops model."""
+    if not any(isinstance(f, _NotForUploads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NotForUploads())
     import joblib
     import mlflow.sklearn
     import skops.io
