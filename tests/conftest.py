@@ -20,7 +20,8 @@ from sklearn.linear_model import LogisticRegression
 
 from matih_ml.backend import MlflowBackend, use_as_mlflow_default
 from matih_ml.config import Settings
-from matih_ml.registry import ModelRegistry, RegistryService
+from matih_ml.registry import RegistryService
+from matih_ml.sdk import ModelRegistry
 from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking import ExperimentTracker
 

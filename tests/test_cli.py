@@ -113,6 +113,7 @@ def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
         v = run(
             "models",
             "register",
+            "--local",
             "--tenant",
             "acme",
             "--name",
@@ -123,18 +124,31 @@ def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
             "staging",
         )
     assert (v["version"], v["stage"]) == ("1", "staging")
-    assert [m["name"] for m in run("models", "list", "--tenant", "acme", "--stage", "staging")] == [
-        "churn"
-    ]
+    assert [
+        m["name"]
+        for m in run("models", "list", "--local", "--tenant", "acme", "--stage", "staging")
+    ] == ["churn"]
     refused = runner.invoke(
         app,
-        ["models", "promote", "--tenant", "acme", "churn", "1", "--stage", "production", "--json"],
+        [
+            "models",
+            "promote",
+            "--local",
+            "--tenant",
+            "acme",
+            "churn",
+            "1",
+            "--stage",
+            "production",
+            "--json",
+        ],
     )
     assert refused.exit_code == 1
     assert json.loads(refused.stdout)["error"]["code"] == "GATE_FAILED"
     md = run(
         "models",
         "promote",
+        "--local",
         "--tenant",
         "acme",
         "churn",
@@ -146,19 +160,19 @@ def test_models_and_runs(cli_env, tmp_path, sk_model) -> None:
         "approved by phone during the incident",
     )
     assert md["stage"] == "production"
-    shown = run("models", "show", "--tenant", "acme", "churn")
+    shown = run("models", "show", "--local", "--tenant", "acme", "churn")
     assert shown["version_details"][0]["aliases"] in ([], ["production"])
-    rows = run("runs", "list", "--tenant", "acme", "--experiment", r.experiment_id)
+    rows = run("runs", "list", "--local", "--tenant", "acme", "--experiment", r.experiment_id)
     assert {x["run_id"] for x in rows} == set(ids)
-    cmp = run("runs", "compare", "--tenant", "acme", *ids, "--metric", "acc")
+    cmp = run("runs", "compare", "--local", "--tenant", "acme", *ids, "--metric", "acc")
     assert [c["metrics"]["acc"] for c in cmp] == [0.8, 0.9]
-    table = runner.invoke(app, ["models", "list", "--tenant", "acme"])
+    table = runner.invoke(app, ["models", "list", "--local", "--tenant", "acme"])
     assert table.exit_code == 0 and "churn" in table.stdout and "production" in table.stdout
 
 
 def test_policy_set_and_show(cli_env, tmp_path) -> None:
     run("tenants", "create", "acme")
-    assert run("policy", "show", "--tenant", "acme")["source"] == "default"
+    assert run("policy", "show", "--local", "--tenant", "acme")["source"] == "default"
     f = tmp_path / "p.json"
     f.write_text(
         json.dumps(
@@ -168,15 +182,15 @@ def test_policy_set_and_show(cli_env, tmp_path) -> None:
             }
         )
     )
-    shown = run("policy", "set", "--tenant", "acme", "--file", str(f))
+    shown = run("policy", "set", "--local", "--tenant", "acme", "--file", str(f))
     assert shown["source"] == "tenant"
-    assert run("policy", "show", "--tenant", "acme")["policy"]["production"] == {
+    assert run("policy", "show", "--local", "--tenant", "acme")["policy"]["production"] == {
         "require_evaluation": True,
         "evaluation_kinds": ["shadow", "ab"],
         "require_approval": False,
     }
     f.write_text('{"staging": {"required_metrics": "lots"}}')
-    bad = runner.invoke(app, ["policy", "set", "--tenant", "acme", "--file", str(f)])
+    bad = runner.invoke(app, ["policy", "set", "--local", "--tenant", "acme", "--file", str(f)])
     assert bad.exit_code == 1 and "not valid" in bad.stderr
 
 
@@ -185,26 +199,28 @@ def test_webhooks_and_events(cli_env) -> None:
     hook = run(
         "webhooks",
         "create",
+        "--local",
         "--tenant",
         "acme",
-        "--url",
         "http://127.0.0.1:9/h",
         "--type",
         "MODEL_DEPLOYED",
     )
     assert hook["secret"].startswith("whsec_") and hook["event_types"] == ["MODEL_DEPLOYED"]
-    listed = run("webhooks", "list", "--tenant", "acme")
+    listed = run("webhooks", "list", "--local", "--tenant", "acme")
     assert [h["id"] for h in listed] == [hook["id"]] and "secret" not in listed[0]
-    assert run("webhooks", "deliveries", "--tenant", "acme", hook["id"]) == []
-    assert run("events", "list", "--tenant", "acme") == []
-    assert run("webhooks", "delete", "--tenant", "acme", hook["id"]) == {"deleted": hook["id"]}
-    assert run("webhooks", "list", "--tenant", "acme") == []
+    assert run("webhooks", "deliveries", "--local", "--tenant", "acme", hook["id"]) == []
+    assert run("events", "list", "--local", "--tenant", "acme") == []
+    assert run("webhooks", "delete", "--local", "--tenant", "acme", hook["id"]) == {
+        "deleted": hook["id"]
+    }
+    assert run("webhooks", "list", "--local", "--tenant", "acme") == []
     result = runner.invoke(app, ["gc", "--older-than", "-5", "--json"])
     assert result.exit_code == 1 and "older-than" in result.stdout
     result = runner.invoke(app, ["events", "replay", "--since", "yesterday", "--json"])
     assert result.exit_code == 1 and "ISO 8601" in result.stdout
     result = runner.invoke(
-        app, ["webhooks", "create", "--tenant", "acme", "--url", "ftp://x", "--json"]
+        app, ["webhooks", "create", "--local", "--tenant", "acme", "ftp://x", "--json"]
     )
     assert result.exit_code == 1
     assert json.loads(result.stdout)["error"]["code"] == "VALIDATION_ERROR"

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from matih_ml.config import Settings
-from matih_ml.registry import ModelRegistry
+from matih_ml.sdk import ModelRegistry
 from matih_ml.tracking import ExperimentTracker, RunConfig
 
 DEMO_TENANTS = ("acme-corp", "globex")

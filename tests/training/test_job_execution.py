@@ -185,25 +185,36 @@ def test_the_cli_submits_follows_and_reads_a_job(acme, services, settings, monke
     runner = CliRunner()
 
     submitted = runner.invoke(
-        app, ["jobs", "submit", "-t", acme.tenant_id, "-f", str(spec), "--wait", "--json"]
+        app,
+        ["jobs", "submit", "--local", "-t", acme.tenant_id, "-f", str(spec), "--wait", "--json"],
     )
     assert submitted.exit_code == 0, (submitted.output, submitted.stderr)
     job = json.loads(submitted.stdout)
     assert job["status"] == "succeeded" and job["outcome"] == "not_registered"
     assert job["reason"].startswith("not registered: register is false")
 
-    status = runner.invoke(app, ["jobs", "status", "-t", acme.tenant_id, job["job_id"], "--json"])
+    status = runner.invoke(
+        app, ["jobs", "status", "--local", "-t", acme.tenant_id, job["job_id"], "--json"]
+    )
     assert json.loads(status.stdout)["job_id"] == job["job_id"]
-    logs = runner.invoke(app, ["jobs", "logs", "-t", acme.tenant_id, job["job_id"], "--json"])
+    logs = runner.invoke(
+        app, ["jobs", "logs", "--local", "-t", acme.tenant_id, job["job_id"], "--json"]
+    )
     assert json.loads(logs.stdout)[0]["line"] == "queued by cli"
-    listed = runner.invoke(app, ["jobs", "list", "-t", acme.tenant_id, "--json"])
+    listed = runner.invoke(app, ["jobs", "list", "--local", "-t", acme.tenant_id, "--json"])
     assert [j["job_id"] for j in json.loads(listed.stdout)] == [job["job_id"]]
-    again = runner.invoke(app, ["jobs", "cancel", "-t", acme.tenant_id, job["job_id"], "--json"])
+    again = runner.invoke(
+        app, ["jobs", "cancel", "--local", "-t", acme.tenant_id, job["job_id"], "--json"]
+    )
     assert again.exit_code == 1 and json.loads(again.stdout)["error"]["code"] == "CONFLICT"
-    other = runner.invoke(app, ["jobs", "status", "-t", "nobody-else", job["job_id"], "--json"])
+    other = runner.invoke(
+        app, ["jobs", "status", "--local", "-t", "nobody-else", job["job_id"], "--json"]
+    )
     assert other.exit_code == 1 and json.loads(other.stdout)["error"]["code"] == "NOT_FOUND"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(body(resources={"num_workers": 0})))
-    refused = runner.invoke(app, ["jobs", "submit", "-t", acme.tenant_id, "-f", str(bad), "--json"])
+    refused = runner.invoke(
+        app, ["jobs", "submit", "--local", "-t", acme.tenant_id, "-f", str(bad), "--json"]
+    )
     assert refused.exit_code == 1
     assert json.loads(refused.stdout)["error"]["details"]["field"] == "resources.num_workers"

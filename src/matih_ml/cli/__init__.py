@@ -1,10 +1,17 @@
 """The ``matih-ml`` command line, one module per command group. Every command prints a
-table, or JSON with ``--json``."""
+table, or JSON with ``--json``.
+
+Tenant-facing groups (``models``, ``runs``, ``policy``, ``approvals``, ``events``,
+``webhooks``, ``jobs``) call a server with a URL and a key (:mod:`.target`); operator
+commands (``serve``, ``db``, ``gc``, ``tenants``, ``keys``, ``dispatcher``, ``jobs work``,
+``events replay``) work on the server's own stores.
+"""
 
 from __future__ import annotations
 
 import typer
 
+from matih_ml.cli.approvals import approvals_app
 from matih_ml.cli.events import events_app
 from matih_ml.cli.jobs import jobs_app
 from matih_ml.cli.keys import keys_app
@@ -28,6 +35,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
+app.add_typer(approvals_app, name="approvals")
 app.add_typer(db_app, name="db")
 app.command("gc")(gc)
 app.add_typer(events_app, name="events")

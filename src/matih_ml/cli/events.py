@@ -1,14 +1,16 @@
-"""``matih-ml events``: the lifecycle event feed, and replays."""
+"""``matih-ml events``: a tenant's event feed (on a server, or ``--local``), and the
+operator's replays of dead-lettered deliveries (on the server's stores)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from matih_ml.cli.output import JsonOpt, TenantOpt, emit, handles_errors, load_services, stderr
+from matih_ml.cli.output import JsonOpt, emit, handles_errors, load_services, stderr
+from matih_ml.cli.target import Target, targeted
 from matih_ml.errors import ValidationError
 
 events_app = typer.Typer(help="Lifecycle events: the feed, and replays.", no_args_is_help=True)
@@ -16,17 +18,23 @@ events_app = typer.Typer(help="Lifecycle events: the feed, and replays.", no_arg
 
 @events_app.command("list")
 @handles_errors
+@targeted
 def events_list(
-    tenant: TenantOpt,
     after: Annotated[int, typer.Option(help="Only events after this sequence number.")] = 0,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
     """A tenant's events, oldest first."""
-    services = load_services()
-    services.tenants.ensure(tenant, create=False)
-    items = services.events.feed(tenant, after=after, limit=limit)
-    emit(items, ("sequence", "type", "subject", "time", "id"), as_json, f"Events of {tenant}")
+    if target.local:
+        services, tenant = target.services()
+        services.tenants.ensure(tenant, create=False)
+        items: Any = services.events.feed(tenant, after=after, limit=limit)
+    else:
+        with target.client() as ml:
+            items = ml.events.feed(after=after, limit=limit).items
+    emit(items, ("sequence", "type", "subject", "time", "id"), as_json, "Events")
 
 
 @events_app.command("replay")

@@ -1,99 +1,267 @@
-"""``matih-ml models``: list, show, register and promote a tenant's models."""
+"""``matih-ml models``: a tenant's models, on a server (default) or, with ``--local``, on
+the server's own stores."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from matih_ml.cli.output import (
-    JsonOpt,
-    TenantOpt,
-    emit,
-    handles_errors,
-    load_services,
-    plain,
-    stderr,
-)
+from matih_ml.cli.output import JsonOpt, emit, handles_errors, plain, stderr
+from matih_ml.cli.target import Target, targeted
+from matih_ml.errors import ValidationError
 
 models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
 
 _MODEL_COLS = ("name", "current_version", "stage", "framework", "versions", "metrics")
+_VERSION_COLS = ("model_id", "version", "stage", "run_id", "created")
+# Where a new version may land (as MATIH_REGISTER_STAGE), in order.
+_LANDINGS = ("development", "staging", "production")
 
 
 @models_app.command("list")
 @handles_errors
+@targeted
 def models_list(
-    tenant: TenantOpt,
     stage: Annotated[str | None, typer.Option(help="Only models with a version here.")] = None,
     framework: Annotated[str | None, typer.Option(help="sklearn, pytorch or onnx.")] = None,
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
     """List a tenant's models."""
-    emit(
-        load_services().registry.list_models(tenant, stage, framework),
-        _MODEL_COLS,
-        as_json,
-        f"Models of {tenant}",
-    )
+    if target.local:
+        services, tenant = target.services()
+        rows: Any = services.registry.list_models(tenant, stage, framework)
+    else:
+        with target.client() as ml:
+            rows = list(ml.models.all(stage=stage, framework=framework))  # type: ignore[arg-type]
+    emit(rows, _MODEL_COLS, as_json, "Models")
 
 
 @models_app.command("show")
 @handles_errors
-def models_show(tenant: TenantOpt, model_id: str, as_json: JsonOpt = False) -> None:
-    """Show one model."""
-    services = load_services()
-    md = services.registry.require_model(tenant, model_id)
+@targeted
+def models_show(model_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
+    """Show one model and its versions."""
+    if target.local:
+        services, tenant = target.services()
+        md: Any = services.registry.require_model(tenant, model_id)
+        versions: Any = services.registry.list_versions(tenant, model_id)
+    else:
+        with target.client() as ml:
+            md = ml.models.get(model_id)
+            versions = ml.models.list_versions(model_id).items
     if as_json:
-        versions = services.registry.list_versions(tenant, model_id)
         typer.echo(json.dumps({**plain(md), "version_details": plain(versions)}, indent=2))
         return
-    emit(md, (*_MODEL_COLS, "artifact_uri"), False, f"Model {model_id}")
-    emit(
-        services.registry.list_versions(tenant, model_id),
-        ("version", "stage", "framework", "run_id", "aliases"),
-        False,
-        "Versions",
-    )
+    emit(md, _MODEL_COLS, False, f"Model {model_id}")
+    emit(versions, ("version", "stage", "framework", "run_id", "aliases"), False, "Versions")
+
+
+def _run_id_file(path: Path) -> dict[str, Any]:
+    """The run (and optionally the model's name and path) a training stage wrote.
+
+    Either a JSON object with ``run_id`` (and ``model_name``, ``artifact_path``), or a
+    JSON string, or the bare run id on one line.
+    """
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ValidationError(f"--run-id-file {str(path)!r}: {exc.strerror}.") from None
+    try:
+        found: Any = json.loads(text)
+    except ValueError:
+        found = text
+    if isinstance(found, str):
+        found = {"run_id": found}
+    if not isinstance(found, dict) or not isinstance(found.get("run_id"), str):
+        raise ValidationError(
+            f"--run-id-file {str(path)!r} holds no run_id: write "
+            '{"run_id": "...", "model_name": "..."} or the bare run id.'
+        )
+    return found
 
 
 @models_app.command("register")
 @handles_errors
+@targeted
 def models_register(
-    tenant: TenantOpt,
-    name: Annotated[str, typer.Option(help="The model's name.")],
-    run_id: Annotated[str, typer.Option("--run-id", help="The run that logged the model.")],
-    artifact_path: Annotated[str, typer.Option(help="The model's path in the run.")] = "model",
-    stage: Annotated[str | None, typer.Option(help="Move the new version to this stage.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The model's name (else model_name in --run-id-file).")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="The run that logged the model.")
+    ] = None,
+    run_id_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-id-file",
+            help='A JSON file a training stage wrote: {"run_id": ..., "model_name": ...}.',
+        ),
+    ] = None,
+    artifact_path: Annotated[
+        str | None, typer.Option(help="The model's path in the run (default: model).")
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Move a new (or still development) version here, through the gates."),
+    ] = None,
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
-    """Register a run's model (safe to re-run: the same run gives the same version)."""
-    services = load_services()
-    with stderr.status(f"Registering {name} from run {run_id}..."):
-        v = services.lifecycle.register_from_run(
-            tenant, name, run_id, artifact_path=artifact_path, created_by="cli"
+    """Register a run's model. Safe to re-run: the same run answers the same version,
+    says it existed, and exits 0."""
+    spec: dict[str, Any] = _run_id_file(run_id_file) if run_id_file else {}
+    run = run_id or spec.get("run_id")
+    model = name or spec.get("model_name")
+    path = artifact_path or spec.get("artifact_path") or "model"
+    if not run or not model:
+        raise ValidationError("Give --run-id and --name, or a --run-id-file that names them.")
+    if run_id and spec.get("run_id") and run_id != spec["run_id"]:
+        raise ValidationError("--run-id and --run-id-file name different runs; give one.")
+    if stage is not None and stage not in _LANDINGS:
+        raise ValidationError(f"--stage must be one of {', '.join(_LANDINGS)}; got {stage!r}.")
+    if target.local:
+        result = _register_local(target, model, run, path, stage)
+    else:
+        result = _register_remote(target, model, run, path, stage)
+    if not as_json:
+        verb = "Registered" if result["created"] else "Already registered"
+        stderr.print(f"{verb}: {model} version {result['version']} ({result['stage']}).")
+    emit(result, _VERSION_COLS, as_json, "Registered")
+
+
+def _register_remote(
+    target: Target, model: str, run: str, path: str, stage: str | None
+) -> dict[str, Any]:
+    with target.client() as ml, stderr.status(f"Registering {model} from run {run}..."):
+        md = ml.models.register(model, run, artifact_path=path)
+        version = str(md.registered_version)
+        current = ml.models.get_version(model, version)
+        if stage and current.stage == "development":
+            # As the server's own landing does: one step at a time, each through its gate.
+            for step in _LANDINGS[1 : _LANDINGS.index(stage) + 1]:
+                ml.lifecycle.transition(model, version, step)  # type: ignore[arg-type]
+            current = ml.models.get_version(model, version)
+    return {
+        "model_id": model,
+        "version": version,
+        "stage": current.stage,
+        "run_id": run,
+        "created": bool(md.created),
+    }
+
+
+def _register_local(
+    target: Target, model: str, run: str, path: str, stage: str | None
+) -> dict[str, Any]:
+    services, tenant = target.services()
+    with stderr.status(f"Registering {model} from run {run}..."):
+        done = services.lifecycle.register_run(
+            tenant, model, run, artifact_path=path, created_by="cli"
         )
-        if stage:
-            services.lifecycle.land(tenant, name, v.version, stage, actor="cli")
-            v = services.registry.get_version(tenant, name, v.version)
-    emit(v, ("model_id", "version", "stage", "run_id", "artifact_uri"), as_json, "Registered")
+        v, created = done.version, done.created
+        if stage and v.stage == "development" and stage != "development":
+            services.lifecycle.land(tenant, model, v.version, stage, actor="cli")
+            v = services.registry.get_version(tenant, model, v.version)
+    return {
+        "model_id": model,
+        "version": v.version,
+        "stage": v.stage,
+        "run_id": run,
+        "created": created,
+    }
 
 
 @models_app.command("promote")
 @handles_errors
+@targeted
 def models_promote(
-    tenant: TenantOpt,
     model_id: str,
     version: str,
     stage: Annotated[str, typer.Option(help="The target stage.")],
     reason: Annotated[str, typer.Option(help="Why (required with --force).")] = "",
-    force: Annotated[bool, typer.Option(help="Skip the gates (operators only).")] = False,
-    actor: Annotated[str, typer.Option(help="Who, for the history.")] = "cli",
+    force: Annotated[bool, typer.Option(help="Skip the gates (admins only).")] = False,
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
     """Move a version to another stage, through the gates."""
-    result = load_services().lifecycle.transition_stage(
-        tenant, model_id, version, stage, actor=actor, reason=reason, force=force
+    if target.local:
+        services, tenant = target.services()
+        md: Any = services.lifecycle.transition_stage(
+            tenant, model_id, version, stage, actor="cli", reason=reason, force=force
+        ).model
+    else:
+        with target.client() as ml:
+            md = ml.lifecycle.transition(
+                model_id,
+                version,
+                stage,  # type: ignore[arg-type]
+                reason=reason,
+                force=force,
+            )
+    emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
+
+
+@models_app.command("rollback")
+@handles_errors
+@targeted
+def models_rollback(
+    model_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    as_json: JsonOpt = False,
+    *,
+    target: Target,
+) -> None:
+    """Put the previous production version back in production."""
+    with target.client() as ml:
+        md = ml.lifecycle.rollback(model_id, reason=reason)
+    emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
+
+
+@models_app.command("history")
+@handles_errors
+@targeted
+def models_history(model_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
+    """A model's stage moves, oldest first."""
+    with target.client() as ml:
+        moves = ml.lifecycle.history(model_id).items
+    emit(
+        moves,
+        ("version", "from_stage", "to_stage", "actor", "reason", "at"),
+        as_json,
+        f"History of {model_id}",
     )
-    emit(result.model, _MODEL_COLS, as_json, f"Model {model_id}")
+
+
+@models_app.command("download")
+@handles_errors
+@targeted
+def models_download(
+    model_id: str,
+    dest: Annotated[Path, typer.Argument(help="The folder to write the version's files to.")],
+    stage: Annotated[str | None, typer.Option(help="The version in this stage.")] = None,
+    version: Annotated[str | None, typer.Option(help="This version.")] = None,
+    as_json: JsonOpt = False,
+    *,
+    target: Target,
+) -> None:
+    """Fetch a version's files (its MLmodel, weights, requirements.txt, model card)."""
+    if (stage is None) == (version is None):
+        raise ValidationError("Give one of --stage and --version.")
+    with target.client() as ml:
+        if version is None:
+            found = [v.version for v in ml.models.list_versions(model_id).items if v.stage == stage]
+            if not found:
+                raise ValidationError(f"Model {model_id!r} has no version in {stage}.")
+            version = max(found, key=int)
+        with stderr.status(f"Downloading {model_id} version {version}..."):
+            ml.models.download(model_id, version, dest)
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    result = {"model_id": model_id, "version": version, "folder": str(dest), "files": files}
+    emit(result, ("model_id", "version", "folder", "files"), as_json, "Downloaded")

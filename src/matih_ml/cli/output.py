@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from matih_ml.errors import MatihError
@@ -36,6 +37,11 @@ def load_services() -> Services:
 
 
 def plain(value: Any) -> Any:
+    """JSON-able data of a dataclass, a pydantic model (the client's answers), or both
+    nested in lists and dicts."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
     if is_dataclass(value) and not isinstance(value, type):
         return plain(asdict(value))
     if isinstance(value, dict):
@@ -83,7 +89,11 @@ def handles_errors(fn: Callable[..., None]) -> Callable[..., None]:
             if kwargs.get("as_json"):
                 typer.echo(json.dumps({"error": exc.to_dict()}))
             else:
-                stderr.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+                # One line, whatever the terminal's width, and the message as it is (a
+                # "[default]" in it is a profile's name, not rich markup).
+                stderr.print(
+                    f"[red]error[/red] ({exc.code}): {escape(exc.message)}", soft_wrap=True
+                )
             raise typer.Exit(1) from None
 
     return wrapper

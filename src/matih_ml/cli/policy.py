@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from matih_ml.cli.output import JsonOpt, TenantOpt, handles_errors, load_services
-from matih_ml.registry.policy import Policy
+from matih_ml.cli.output import JsonOpt, handles_errors
+from matih_ml.cli.target import Target, targeted
+from matih_ml.errors import ValidationError
 
 policy_app = typer.Typer(help="Promotion policies (per tenant, per model).", no_args_is_help=True)
 
@@ -17,42 +18,64 @@ ModelOpt = Annotated[
 ]
 
 
+def _echo(source: str, policy: dict) -> None:
+    typer.echo(json.dumps({"source": source, "policy": policy}, indent=2))
+
+
 @policy_app.command("show")
 @handles_errors
-def policy_show(tenant: TenantOpt, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+@targeted
+def policy_show(model: ModelOpt = None, as_json: JsonOpt = False, *, target: Target) -> None:
     """Show the policy in force (for a model: its override, else the tenant's)."""
-    services = load_services()
+    if not target.local:
+        with target.client() as ml:
+            found = ml.policy.get(model)
+        _echo(found.source, found.policy.model_dump(mode="json"))
+        return
+    from matih_ml.registry.policy import Policy
+
+    services, tenant = target.services()
     services.tenants.ensure(tenant, create=False)
     if model:
         services.registry.require_model(tenant, model)
         policy, source = services.lifecycle.policies.effective(tenant, model)
     else:
-        found = services.lifecycle.policies.get(tenant)
-        policy, source = (found, "tenant") if found else (Policy(), "default")
-    typer.echo(json.dumps({"source": source, "policy": policy.model_dump()}, indent=2))
+        stored = services.lifecycle.policies.get(tenant)
+        policy, source = (stored, "tenant") if stored else (Policy(), "default")
+    _echo(source, policy.model_dump(mode="json"))
 
 
 @policy_app.command("set")
 @handles_errors
+@targeted
 def policy_set(
-    tenant: TenantOpt,
     file: Annotated[typer.FileText, typer.Option("--file", "-f", help="The policy as JSON.")],
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
     """Set the tenant's policy, or a model's override, from a JSON file ('-' for stdin)."""
     from pydantic import ValidationError as PydanticError
 
-    from matih_ml.errors import ValidationError
+    from matih_ml.contracts.policy import Policy
 
     try:
         policy = Policy.model_validate_json(file.read())
     except PydanticError as exc:
         raise ValidationError(f"The policy is not valid: {exc}") from None
-    services = load_services()
+    if not target.local:
+        with target.client() as ml:
+            stored = ml.policy.set(policy, model)
+        _echo(stored.source, stored.policy.model_dump(mode="json"))
+        return
+    from matih_ml.registry.policy import Policy as StoredPolicy
+
+    services, tenant = target.services()
     services.tenants.ensure(tenant, create=False)
     if model:
         services.registry.require_model(tenant, model)
-    services.lifecycle.policies.set(tenant, policy, model or "", actor="cli")
-    source = "model" if model else "tenant"
-    typer.echo(json.dumps({"source": source, "policy": policy.model_dump()}, indent=2))
+    services.lifecycle.policies.set(
+        tenant, StoredPolicy.model_validate(policy.model_dump()), model or "", actor="cli"
+    )
+    _echo("model" if model else "tenant", policy.model_dump(mode="json"))

@@ -1,73 +1,89 @@
-"""``matih-ml webhooks``: a tenant's webhooks and their deliveries."""
+"""``matih-ml webhooks``: a tenant's webhooks and their deliveries (admins)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from matih_ml.cli.output import JsonOpt, TenantOpt, emit, handles_errors, load_services
+from matih_ml.cli.output import JsonOpt, emit, handles_errors
+from matih_ml.cli.target import Target, targeted
 
 webhooks_app = typer.Typer(help="Webhooks per tenant.", no_args_is_help=True)
 
 
 @webhooks_app.command("create")
 @handles_errors
+@targeted
 def webhooks_create(
-    tenant: TenantOpt,
-    url: Annotated[str, typer.Option(help="Where to POST events.")],
+    receiver: Annotated[str, typer.Argument(help="Where to POST events (http or https).")],
     event_type: Annotated[
         list[str] | None, typer.Option("--type", help="Only this event type (repeatable).")
     ] = None,
     description: str = "",
     as_json: JsonOpt = False,
+    *,
+    target: Target,
 ) -> None:
     """Add a webhook; prints its signing secret, once."""
-    services = load_services()
-    services.tenants.ensure(tenant, create=False)
-    hook, secret = services.webhooks.create(
-        tenant, url, event_types=event_type, description=description, actor="cli"
-    )
-    emit(
-        {**hook.__dict__, "secret": secret},
-        ("id", "url", "event_types", "secret"),
-        as_json,
-        "Webhook (the secret is shown once)",
-    )
+    if target.local:
+        services, tenant = target.services()
+        services.tenants.ensure(tenant, create=False)
+        hook, secret = services.webhooks.create(
+            tenant, receiver, event_types=event_type, description=description, actor="cli"
+        )
+        row: Any = {**hook.__dict__, "secret": secret}
+    else:
+        with target.client() as ml:
+            row = ml.webhooks.create(
+                receiver, event_types=event_type or (), description=description
+            )
+    emit(row, ("id", "url", "event_types", "secret"), as_json, "Webhook (the secret is shown once)")
 
 
 @webhooks_app.command("list")
 @handles_errors
-def webhooks_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+@targeted
+def webhooks_list(as_json: JsonOpt = False, *, target: Target) -> None:
     """A tenant's webhooks."""
-    services = load_services()
-    emit(
-        services.webhooks.list(tenant),
-        ("id", "url", "event_types", "active"),
-        as_json,
-        f"Webhooks of {tenant}",
-    )
+    if target.local:
+        services, tenant = target.services()
+        rows: Any = services.webhooks.list(tenant)
+    else:
+        with target.client() as ml:
+            rows = ml.webhooks.list().items
+    emit(rows, ("id", "url", "event_types", "active"), as_json, "Webhooks")
 
 
 @webhooks_app.command("delete")
 @handles_errors
-def webhooks_delete(tenant: TenantOpt, webhook_id: str, as_json: JsonOpt = False) -> None:
+@targeted
+def webhooks_delete(webhook_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
     """Remove a webhook (its undelivered events are cancelled)."""
-    services = load_services()
-    services.webhooks.delete(tenant, webhook_id)
+    if target.local:
+        services, tenant = target.services()
+        services.webhooks.delete(tenant, webhook_id)
+    else:
+        with target.client() as ml:
+            ml.webhooks.delete(webhook_id)
     if as_json:
         typer.echo(json.dumps({"deleted": webhook_id}))
 
 
 @webhooks_app.command("deliveries")
 @handles_errors
+@targeted
 def webhooks_deliveries(
-    tenant: TenantOpt, webhook_id: str, state: str | None = None, as_json: JsonOpt = False
+    webhook_id: str, state: str | None = None, as_json: JsonOpt = False, *, target: Target
 ) -> None:
     """A webhook's deliveries: state, attempts, last error."""
-    services = load_services()
-    items = services.webhooks.deliveries(tenant, webhook_id, state=state)
+    if target.local:
+        services, tenant = target.services()
+        items: Any = services.webhooks.deliveries(tenant, webhook_id, state=state)
+    else:
+        with target.client() as ml:
+            items = ml.webhooks.deliveries(webhook_id, state=state).items  # type: ignore[arg-type]
     emit(
         items, ("sequence", "event_type", "state", "attempts", "last_error"), as_json, "Deliveries"
     )

@@ -10,6 +10,7 @@ Usage (as in the specification)::
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,7 +22,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunStatus, RunTag
 
-from matih_ml import validation
+from matih_ml import validation, where
 from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
 from matih_ml.config import Settings
 from matih_ml.errors import ValidationError
@@ -35,7 +36,7 @@ from matih_ml.tracking.buffer import MetricBuffer
 from matih_ml.tracking.bulk import BulkMetricWriter, Point
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
-from matih_ml.tracking.remote import RemoteServer
+from matih_ml.tracking.remote import TOKEN_ENV, RemoteServer
 
 TAG_TENANT = "matih.tenant_id"
 TAG_USER = "matih.user_id"
@@ -248,6 +249,17 @@ class ExperimentTracker:
         events: EventLog | None = None,
         token: str | None = None,
     ) -> None:
+        unconfigured = False
+        if tracking_uri is None and settings is None:
+            # MATIH_URL and MATIH_API_KEY name a server, as they do for the other SDK
+            # classes; with no server and no server-side environment, nothing local is
+            # opened either (the error comes on first use).
+            if os.environ.get("MATIH_URL"):
+                tracking_uri = os.environ["MATIH_URL"]
+                token = token or os.environ.get("MATIH_API_KEY")
+            elif not where.local_allowed() and not os.environ.get(TOKEN_ENV):
+                unconfigured = True
+        self._unconfigured = unconfigured
         base = settings or Settings()
         overrides = {
             k: v
@@ -280,6 +292,8 @@ class ExperimentTracker:
     def backend(self) -> MlflowBackend:
         """The MLflow backend, connected on first use (not in the constructor)."""
         if self._backend is None:
+            if self._unconfigured:
+                raise where.no_server_error("ExperimentTracker")
             with self._init_lock:
                 if self._backend is None and self._remote is not None:
                     self._remote.use()
