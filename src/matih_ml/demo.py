@@ -38,7 +38,7 @@ def run_demo(settings: Settings | None = None) -> dict[str, Any]:
             model.fit(x, y)
             for epoch, acc in enumerate((0.7, 0.8, model.score(x, y))):
                 run.log_metric("accuracy", float(acc), step=epoch)
-        md = registry.register_model(
+        md, _ = lifecycle.register_model(
             tenant,
             f"churn-{tenant}",
             model,
@@ -48,7 +48,8 @@ def run_demo(settings: Settings | None = None) -> dict[str, Any]:
             created_by="demo",
             input_example=x[:3],
         )
-        lifecycle.transition_stage(tenant, md.name, md.current_version, "staging", actor="demo")
+        if md.stage == "development":  # MATIH_REGISTER_STAGE may have landed it already
+            lifecycle.transition_stage(tenant, md.name, md.current_version, "staging", actor="demo")
     for tenant in DEMO_TENANTS:
         models = registry.list_models(tenant)
         seen[tenant] = {

@@ -99,7 +99,7 @@ def build_services(settings: Settings) -> Services:
         db=db,
         tenants=tenants,
         registry=registry,
-        lifecycle=LifecycleService(registry, db, projector),
+        lifecycle=LifecycleService(registry, db, projector, landing_stage=settings.register_stage),
         runs=RunService(backend, tenants, events),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings, tenant_exists=tenants.exists),

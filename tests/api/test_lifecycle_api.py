@@ -171,8 +171,15 @@ def test_register_stage_setting_lands_new_versions_through_the_gates(
     from conftest import LiveServer
     from matih_ml.api.app import create_app
 
+    import copy
+
     settings = services.settings.model_copy(update={"register_stage": "staging"})
-    server = LiveServer(create_app(services=replace(services, settings=settings)))
+    # The composition root gives the lifecycle its landing stage from the settings.
+    lifecycle = copy.copy(services.lifecycle)
+    lifecycle.landing_stage = settings.register_stage
+    server = LiveServer(
+        create_app(services=replace(services, settings=settings, lifecycle=lifecycle))
+    )
     try:
         import httpx
 

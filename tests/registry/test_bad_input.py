@@ -46,15 +46,15 @@ def test_bad_tenant_is_refused_before_anything_is_written(registry, sk_model, ba
 
 
 @pytest.mark.parametrize("run_id", ["", "abc", "../../etc", "0" * 31, "G" * 32])
-def test_bad_run_ids_are_validation_errors(registry, tenant, run_id) -> None:
+def test_bad_run_ids_are_validation_errors(registry, lifecycle, tenant, run_id) -> None:
     with pytest.raises(ValidationError, match="run_id"):
-        registry.create_version(tenant, "churn", run_id)
+        lifecycle.register_from_run(tenant, "churn", run_id)
     with pytest.raises(ValidationError, match="run_id"):
         registry.compare_runs(tenant, [run_id], ["loss"])
     assert registry.list_models(tenant) == []
 
 
-def test_missing_run_is_not_found_and_creates_no_model(registry, tenant) -> None:
+def test_missing_run_is_not_found_and_creates_no_model(registry, lifecycle, tenant) -> None:
     with pytest.raises(NotFoundError):
-        registry.create_version(tenant, "churn", "f" * 32)
+        lifecycle.register_from_run(tenant, "churn", "f" * 32)
     assert registry.list_models(tenant) == []

@@ -209,14 +209,16 @@ def test_delete_version_of_development_or_staging(registry, move, tenant, sk_mod
     assert not Path(md.artifact_uri).exists()
 
 
-def test_create_version_from_a_training_run(registry, tracker, tenant, sk_model, tmp_path):
+def test_create_version_from_a_training_run(
+    registry, lifecycle, tracker, tenant, sk_model, tmp_path
+):
     import mlflow.sklearn
 
     local = tmp_path / "m"
     mlflow.sklearn.save_model(sk_model, str(local))
     with tracker.start_run("train", RunConfig(tenant_id=tenant, user_id="bob")) as run:
         run.log_params({"C": 1}).log_metrics({"accuracy": 0.88}).log_artifact(local, "model")
-    v = registry.create_version(tenant, "churn", run.run_id)
+    v = lifecycle.register_from_run(tenant, "churn", run.run_id)
     assert (v.version, v.stage, v.framework, v.run_id) == (
         "1",
         "development",
@@ -227,11 +229,13 @@ def test_create_version_from_a_training_run(registry, tracker, tenant, sk_model,
     md = registry.get_model(tenant, "churn")
     assert md.metrics == {"accuracy": 0.88} and md.parameters == {"C": "1"}
     # Registering the same run into the same model again gives the same version.
-    assert registry.create_version(tenant, "churn", run.run_id).version == "1"
+    assert lifecycle.register_from_run(tenant, "churn", run.run_id).version == "1"
     assert registry.get_model(tenant, "churn").versions == ["1"]
 
 
-def test_create_version_from_a_stock_mlflow_logged_model(registry, tracker, tenant, sk_model):
+def test_create_version_from_a_stock_mlflow_logged_model(
+    registry, lifecycle, tracker, tenant, sk_model
+):
     import mlflow.sklearn
 
     with (
@@ -240,15 +244,15 @@ def test_create_version_from_a_stock_mlflow_logged_model(registry, tracker, tena
         mlflow.start_run(run_id=run.run_id),
     ):
         mlflow.sklearn.log_model(sk_model, name="clf")
-    v = registry.create_version(tenant, "churn", run.run_id, artifact_path="clf")
+    v = lifecycle.register_from_run(tenant, "churn", run.run_id, artifact_path="clf")
     assert v.framework == "sklearn"
 
 
-def test_create_version_refuses_a_run_without_a_model(registry, tracker, tenant) -> None:
+def test_create_version_refuses_a_run_without_a_model(registry, lifecycle, tracker, tenant) -> None:
     with tracker.start_run("train", RunConfig(tenant_id=tenant)) as run:
         pass
     with pytest.raises(ValidationError, match="no MLflow model"):
-        registry.create_version(tenant, "churn", run.run_id)
+        lifecycle.register_from_run(tenant, "churn", run.run_id)
     assert registry.get_model(tenant, "churn") is None
 
 
@@ -367,7 +371,9 @@ def test_async_facade_runs_every_seed_method(async_registry, tracker, tenant, sk
     asyncio.run(scenario())
 
 
-def test_another_tenant_sees_nothing(registry, move, tenant, other_tenant, sk_model) -> None:
+def test_another_tenant_sees_nothing(
+    registry, lifecycle, move, tenant, other_tenant, sk_model
+) -> None:
     md = register(registry, tenant, sk_model)
     assert registry.get_model(other_tenant, "churn") is None
     assert registry.list_models(other_tenant) == []
@@ -383,5 +389,5 @@ def test_another_tenant_sees_nothing(registry, move, tenant, other_tenant, sk_mo
     with pytest.raises(NotFoundError):
         registry.log_training_metrics(other_tenant, run_id, 1, {"x": 1.0})
     with pytest.raises(NotFoundError):
-        registry.create_version(other_tenant, "stolen", run_id)
+        lifecycle.register_from_run(other_tenant, "stolen", run_id)
     assert registry.get_model(tenant, "churn").versions == md.versions

@@ -161,6 +161,7 @@ def _register_local(
 ) -> dict[str, Any]:
     services, tenant = target.services()
     with stderr.status(f"Registering {model} from run {run}..."):
+        # The one registration path: a new version lands at MATIH_REGISTER_STAGE first.
         done = services.lifecycle.register_run(
             tenant, model, run, artifact_path=path, created_by="cli"
         )

@@ -72,8 +72,17 @@ class LifecycleService(LifecycleReads):
         projector: Shows the stages on MLflow after each move commits.
     """
 
-    def __init__(self, registry: RegistryService, db: Database, projector: StageProjector) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        db: Database,
+        projector: StageProjector,
+        *,
+        landing_stage: str = "development",
+    ) -> None:
         self._registry = registry
+        # Where every new version lands (MATIH_REGISTER_STAGE), whichever door registered it.
+        self.landing_stage = landing_stage
         self._db = db
         self._projector = projector
         self._events = registry.events
@@ -186,6 +195,12 @@ class LifecycleService(LifecycleReads):
         crash_point("promote.after_commit")
         self._projector.project(tenant_id, name)
 
+    # ------------------------------------------------------------------ registration
+    #
+    # The one registration path: the REST routes, the MLflow door, the SDK, the CLI and
+    # the training runner all register here, and every new version lands where
+    # MATIH_REGISTER_STAGE says, through the gates.
+
     def register_from_run(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any
     ) -> ModelVersionInfo:
@@ -193,15 +208,18 @@ class LifecycleService(LifecycleReads):
         return self.register_run(tenant_id, model_id, run_id, **options).version
 
     def register_run(
-        self, tenant_id: str, model_id: str, run_id: str, **options: Any
+        self, tenant_id: str, model_id: str, run_id: str, *, land: bool = True, **options: Any
     ) -> Registration:
         """Register a run's model, under the model's lock, so that pipelines racing to
-        register the same run get one version between them (see
-        ``RegistryService.create_version`` for the options).
+        register the same run get one version between them, then land it (see
+        ``RegistryService._create_version`` for the options).
+
+        Args:
+            land: Bring a new version to :attr:`landing_stage`.
 
         Returns:
-            The version, and whether this call created it (False: the run was
-            registered into this model before; nothing was written).
+            The version (as it stands after landing), and whether this call created it
+            (False: the run was registered into this model before; nothing was written).
         """
         name = validation.model_name(model_id)
         validate_tenant_id(tenant_id)
@@ -217,7 +235,50 @@ class LifecycleService(LifecycleReads):
                     tenant_id, name, run_id, p, **options
                 )
             crash_point("register.after_commit")
-            return done
+        # Only a new version lands: the same run again answers its version where it is
+        # now (it may have been promoted, or archived, since).
+        if land and done.created and self._land_new(tenant_id, name, done.version.version, options):
+            version = self._registry.get_version(tenant_id, name, done.version.version)
+            return Registration(version, done.created)
+        return done
+
+    def register_model(
+        self,
+        tenant_id: str,
+        name: str,
+        model: Any,
+        framework: str,
+        metrics: dict[str, float],
+        parameters: dict[str, Any],
+        tags: dict[str, str] | None = None,
+        *,
+        land: bool = True,
+        **options: Any,
+    ) -> tuple[ModelMetadata, ModelVersionInfo]:
+        """Register a model object (an upload, a training job's model, the SDK's
+        ``register_model``) as a new version, then land it.
+
+        Each call makes a new version, so no lock is needed to keep one version per
+        run; the files are written before the version shows.
+
+        Returns:
+            The model and the version, as they stand after landing.
+        """
+        md, v = self._registry.register_model_version(
+            tenant_id, name, model, framework, metrics, parameters, tags, **options
+        )
+        if land and self._land_new(tenant_id, md.name, v.version, options):
+            v = self._registry.get_version(tenant_id, md.name, v.version)
+            md = self._registry.require_model(tenant_id, md.name)
+        return md, v
+
+    def _land_new(self, tenant_id: str, name: str, version: str, options: dict[str, Any]) -> bool:
+        """Land a new version at :attr:`landing_stage`; False when there is nothing to do."""
+        if parse_stage(self.landing_stage) is Stage.DEVELOPMENT:
+            return False
+        actor = str(options.get("created_by") or "")
+        self.land(tenant_id, name, version, self.landing_stage, actor=actor)
+        return True
 
     def land(
         self, tenant_id: str, model_id: str, version: str | int, stage: str, *, actor: str = ""

@@ -128,10 +128,12 @@ class RegistryService:
             p.data.update(registered_event(v, kwargs.get("created_by")))
         return md, v
 
-    def create_version(
+    def _create_version(
         self, tenant_id: str, model_id: str, run_id: str, **options: Any
     ) -> ModelVersionInfo:
-        """Register a run's model as a new version (the same run again: the same version).
+        """Register a run's model as a new version (the same run again: the same version),
+        without the model's lock or the landing: callers register through
+        ``LifecycleService.register_run``, which has both.
 
         Publishes ``MODEL_REGISTERED`` for a new version. See
         :meth:`Registrar.create_version` for the options.
@@ -145,7 +147,7 @@ class RegistryService:
     def create_version_for_intent(
         self, tenant_id: str, model_id: str, run_id: str, pending: Pending, **options: Any
     ) -> Registration:
-        """:meth:`create_version` carrying out an intent the caller recorded (and confirms).
+        """:meth:`_create_version` carrying out an intent the caller recorded (and confirms).
 
         The caller holds a lock across this (the lifecycle does), so the intent had
         to be written before it.

@@ -158,17 +158,13 @@ class ModelRegistry:
     ) -> ModelMetadata:
         """Register a new model or create a new version (see ``RegistryService.register_model``)."""
         if self._local:
-            return await asyncio.to_thread(
-                self.sync.register_model,
-                tenant_id,
-                name,
-                model,
-                framework,
-                metrics,
-                parameters,
-                tags,
-                **options,
-            )
+
+            def local() -> ModelMetadata:
+                return self.lifecycle.register_model(
+                    tenant_id, name, model, framework, metrics, parameters, tags, **options
+                )[0]
+
+            return await asyncio.to_thread(local)
 
         def call() -> ModelMetadata:
             ml = self._server(tenant_id).client

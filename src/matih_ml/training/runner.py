@@ -319,7 +319,7 @@ def _register(
     # Lineage: the version points at the job and its run, and at the Feast views read.
     tags = {**spec.tags, "job_id": job_id, "training_run_id": result.parent_run_id}
     tags.update(result.features)
-    _, version = services.registry.register_model_version(
+    _, version = services.lifecycle.register_model(
         tenant_id,
         spec.model_name,
         trained.model,
@@ -335,7 +335,7 @@ def _register(
     result.status, result.registered_version, result.stage = (
         "registered",
         version.version,
-        "development",
+        version.stage,
     )
     against = (
         f" (baseline v{result.baseline_version} {result.baseline_value:.4g})"

@@ -121,14 +121,6 @@ def create_model_version(call: Call) -> object:
         created_by=call.principal.subject,
     )
     number = done.version.version
-    if done.created and services.settings.register_stage != "development":
-        services.lifecycle.land(
-            call.tenant,
-            message.name,
-            number,
-            services.settings.register_stage,
-            actor=call.principal.subject,
-        )
     return _model_version_answer(call, CreateModelVersion.Response, message.name, number)
 
 

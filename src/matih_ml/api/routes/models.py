@@ -38,7 +38,6 @@ from matih_ml.contracts.schemas import (
     VersionWithCard,
 )
 from matih_ml.errors import ValidationError
-from matih_ml.registry.metadata import ModelMetadata
 from matih_ml.registry.uploads import uploaded_model
 from matih_ml.services import Services
 
@@ -161,7 +160,7 @@ def _register_upload(
     meta: UploadMetadata,
 ) -> ModelRead:
     with uploaded_model(tenant, framework, data, services.runtime) as model:
-        md, v = services.registry.register_model_version(
+        md, v = services.lifecycle.register_model(
             tenant,
             name,
             model,
@@ -173,18 +172,7 @@ def _register_upload(
             model_type=meta.model_type,
             created_by=subject,
         )
-    return ModelRead.of(_land(services, tenant, subject, md.name, v.version) or md, v.version)
-
-
-def _land(
-    services: Services, tenant: str, subject: str, name: str, version: str
-) -> ModelMetadata | None:
-    """Bring a new version to MATIH_REGISTER_STAGE, through the gates (None: nothing to do)."""
-    if services.settings.register_stage == "development":
-        return None
-    return services.lifecycle.land(
-        tenant, name, version, services.settings.register_stage, actor=subject
-    )
+    return ModelRead.of(md, v.version)
 
 
 def _register_run(services: Services, tenant: str, subject: str, body: ModelCreate) -> ModelRead:
@@ -200,10 +188,8 @@ def _register_run(services: Services, tenant: str, subject: str, body: ModelCrea
         metrics=body.metrics,
         parameters=body.parameters,
     )
-    version = done.version.version
-    landed = _land(services, tenant, subject, body.name, version)
-    found = landed or services.registry.require_model(tenant, body.name)
-    return ModelRead.of(found, version, done.created)
+    found = services.registry.require_model(tenant, body.name)
+    return ModelRead.of(found, done.version.version, done.created)
 
 
 _TAG_KEY = r"[\w\-. /:]+"
@@ -278,8 +264,6 @@ def create_version(
         created_by=who.subject,
     )
     v = done.version
-    if _land(services, who.tenant_id, who.subject, model_id, v.version) is not None:
-        v = services.registry.get_version(who.tenant_id, model_id, v.version)
     if not done.created:
         response.status_code = 200
     return VersionRegistered(**VersionRead.of(v).model_dump(), created=done.created)
