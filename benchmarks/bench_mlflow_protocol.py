@@ -364,7 +364,7 @@ def start_ours(root: Path) -> tuple[Server, str]:
     # No four-eyes approval: the benchmark is about the protocol, not about the gates.
     policy = root / "policy.json"
     policy.write_text(json.dumps({"production": {"require_approval": False}}))
-    _run([cli, "policy", "set", "-t", TENANT, "-f", str(policy)], env)
+    _run([cli, "policy", "set", "--local", "-t", TENANT, "-f", str(policy)], env)
     port = free_port()
     argv = [cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
     return Server("matih-ml serve", argv, env, port, "/readyz", root / "matih.log"), key["key"]
