@@ -100,7 +100,7 @@ def serve_models(
         )
         raise typer.Exit(2)
     try:
-        from matih_ml.serving import ray_app
+        from matih_ml.deploy import ray_app
     except ImportError as exc:
         from matih_ml.errors import UnavailableError
 
