@@ -210,7 +210,7 @@ def _ray_ready() -> bool:
     except ImportError:
         return False
     if not ray.is_initialized():
-        from matih_ml.training.tuning import ensure_ray
+        from matih_ml.training.ray_session import ensure_ray
 
         ensure_ray(None)
     return True

@@ -110,10 +110,10 @@ class JobExecutor:
         try:
             self._loop()
         finally:
-            from matih_ml.training import tuning
+            from matih_ml.training import ray_session
 
-            if tuning.started_ray_here():  # its local Ray must stop before this thread
-                tuning.shutdown_ray()
+            if ray_session.started_ray_here():  # its local Ray must stop before this thread
+                ray_session.shutdown_ray()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

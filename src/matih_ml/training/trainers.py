@@ -22,12 +22,12 @@ from matih_ml.services import Services
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators
 from matih_ml.training.context import JobCancelled, JobContext
+from matih_ml.training.ray_session import ensure_ray
 from matih_ml.training.spec import REGRESSION_METRICS, REGRESSORS, JobSpec
 from matih_ml.training.tuning import (
     LiveTrials,
     TrialResult,
     best_trial,
-    ensure_ray,
     log_trials,
     tune_job,
 )

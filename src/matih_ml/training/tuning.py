@@ -7,7 +7,6 @@ once Tune's results are back, nested under the job's parent run.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import threading
 import uuid
@@ -26,9 +25,6 @@ from matih_ml.training.data import split
 from matih_ml.training.estimators import GROWS_TREES, ROUNDS
 from matih_ml.training.spec import JobSpec, SearchDim
 
-# The thread whose ensure_ray() started this process's Ray, if one did. Ray ties its local
-# node to that thread (the node dies when the thread ends), so that thread stops it.
-_STARTED_BY: int | None = None
 _STOPS: dict[str, Callable[[], bool]] = {}
 _LIVE: dict[str, LiveTrials] = {}
 VALIDATION_FRACTION = 0.2  # of the train split, for trials: the holdout stays unseen
@@ -117,58 +113,6 @@ def _distribution(dim: SearchDim) -> Any:
         return tune.randint(*dim.randint)  # excludes hi, as the spec says
     assert dim.choice is not None
     return tune.choice(dim.choice)
-
-
-def ensure_ray(address: str | None) -> None:
-    """Connect to Ray (``address``'s cluster, or a local one) unless already connected."""
-    import ray
-
-    global _STARTED_BY
-    if ray.is_initialized():
-        return
-    target = address or "local"
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if target == "local":
-        options["num_cpus"] = 2  # the service's host is shared: do not take every core
-    ray.init(address=target, **options)
-    _STARTED_BY = threading.get_ident()
-
-
-def started_ray_here() -> bool:
-    """Whether this thread's :func:`ensure_ray` started the process's Ray."""
-    return threading.get_ident() == _STARTED_BY
-
-
-def shutdown_ray() -> None:
-    """Disconnect from Ray if :func:`ensure_ray` connected; a local Ray stops with it.
-
-    Call it from the thread that started Ray, before that thread ends: Ray's local node
-    is bound to that thread, and once the thread is gone the node's agents are orphans.
-    """
-    global _STARTED_BY
-    if _STARTED_BY is None:
-        return
-    import psutil
-    import ray
-
-    # Whatever of the node is still ours (its agents are grandchildren) is waited for,
-    # and killed if it outlives the shutdown.
-    family = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
-    ray.shutdown()
-    _, alive = psutil.wait_procs(family, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    _STARTED_BY = None
-
-
-def _is_ray(proc: Any) -> bool:
-    import psutil
-
-    try:
-        return "ray" in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
 
 
 class LiveTrials:
