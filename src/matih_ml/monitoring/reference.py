@@ -18,7 +18,6 @@ import pandas as pd
 
 from matih_ml.monitoring import stats
 from matih_ml.runtime.loader import ModelHandle, example_predictions
-from matih_ml.serving.loaded import PROFILE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def write_reference_profile(local: Path, model: ModelHandle) -> bool:
         if not features:
             return False
         profile = stats.build_profile(features, predictions)
-        (local / PROFILE_FILE).write_text(json.dumps(profile))
+        (local / stats.PROFILE_FILE).write_text(json.dumps(profile))
         return True
     except Exception:
         log.warning("no reference profile for the model in %s", local, exc_info=True)

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sp_stats
 
+# The profile's file among a version's files (written at registration, read by serving).
+PROFILE_FILE = "matih_reference_profile.json"
 PROFILE_VERSION = 1
 OTHER = "__other__"
 TOP_CATEGORIES = 20

@@ -26,10 +26,9 @@ import pandas as pd
 from mlflow.models import Model
 
 from matih_ml.errors import ValidationError
+from matih_ml.monitoring.stats import PROFILE_FILE
 from matih_ml.runtime.loader import ModelHandle, ModelRuntime
 from matih_ml.runtime.worker import to_json
-
-PROFILE_FILE = "matih_reference_profile.json"
 
 _NUMERIC = {"double", "float", "long", "integer"}
 _KINDS = {
