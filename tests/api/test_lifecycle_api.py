@@ -166,12 +166,11 @@ def test_bad_policies_are_422(acme, bad) -> None:
 def test_register_stage_setting_lands_new_versions_through_the_gates(
     services, saved_sklearn_model, acme
 ):
+    import copy
     from dataclasses import replace
 
     from conftest import LiveServer
     from matih_ml.api.app import create_app
-
-    import copy
 
     settings = services.settings.model_copy(update={"register_stage": "staging"})
     # The composition root gives the lifecycle its landing stage from the settings.
