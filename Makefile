@@ -45,11 +45,12 @@ test: $(STAMP)
 	$(PY) -m pytest -n $${PYTEST_WORKERS:-2} --dist loadfile
 
 # The crash harness's long form: every cut point twice, then 40 random cuts, on SQLite
-# and (with PostgreSQL up) PostgreSQL. `make test` cuts at every point once.
+# (SIGKILL) and (with PostgreSQL up) PostgreSQL (connection cuts). `make test` cuts at
+# every point once on PostgreSQL, and kills at three of them on SQLite (docs/testing.md).
 crash: $(STAMP)
 	seed=$${MATIH_CRASH_SEED:-$$(date +%s)}; echo "crash seed $$seed (MATIH_CRASH_SEED repeats it)"; \
 	MATIH_CRASH_REPEATS=$${MATIH_CRASH_REPEATS:-2} MATIH_CRASH_RANDOM_CUTS=$${MATIH_CRASH_RANDOM_CUTS:-40} \
-	  MATIH_CRASH_SEED=$$seed \
+	  MATIH_CRASH_KILL_POINTS=$${MATIH_CRASH_KILL_POINTS:-0} MATIH_CRASH_SEED=$$seed \
 	  $(PY) -m pytest -p no:xdist tests/production/test_crash_consistency.py \
 	  tests/production/test_crash_consistency_pg.py
 
