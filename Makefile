@@ -54,9 +54,13 @@ crash: $(STAMP)
 	  $(PY) -m pytest -p no:xdist tests/production/test_crash_consistency.py \
 	  tests/production/test_crash_consistency_pg.py
 
+# ruff, then the layers (import-linter: pyproject's [tool.importlinter], see
+# docs/architecture.md), then the types (mypy on src, with its ratchet in pyproject).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-logo
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
