@@ -18,7 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from matih_ml.errors import MatihError
-from matih_ml.services import Services
+from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.jobs import Job, JobService
 from matih_ml.training.runner import JobResult, run_job
@@ -47,7 +47,7 @@ class JobExecutor:
 
     def __init__(
         self,
-        services: Services,
+        services: TrainingServices,
         *,
         workers: int | None = None,
         poll_s: float = 1.0,

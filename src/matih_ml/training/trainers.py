@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import ValidationError
-from matih_ml.services import Services
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators
+from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.ray_session import ensure_ray
 from matih_ml.training.spec import REGRESSION_METRICS, REGRESSORS, JobSpec
@@ -64,7 +64,7 @@ def is_classifier(spec: JobSpec) -> bool:
 
 
 def fit(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     x_train: pd.DataFrame,
@@ -85,7 +85,7 @@ def fit(
 
 
 def _sklearn(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     x_train: pd.DataFrame,
@@ -127,7 +127,7 @@ def _sklearn(
 
 
 def _pytorch(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     x_train: pd.DataFrame,

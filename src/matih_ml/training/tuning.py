@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matih_ml.services import Services
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators as est
+from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.data import split
 from matih_ml.training.estimators import GROWS_TREES, ROUNDS
 from matih_ml.training.spec import JobSpec, SearchDim
@@ -121,7 +121,7 @@ class LiveTrials:
     with its state by :func:`log_trials`."""
 
     def __init__(
-        self, services: Services, tenant_id: str, spec: JobSpec, parent_id: str, job_id: str
+        self, services: TrainingServices, tenant_id: str, spec: JobSpec, parent_id: str, job_id: str
     ) -> None:
         assert spec.tuning is not None
         self.metric = spec.tuning.metric
