@@ -63,7 +63,7 @@ def test_keys_are_stored_only_as_salted_hashes(services, acme) -> None:
 
     from matih_ml.store.models import ApiKeyRow
 
-    with services.db.uow() as s:
+    with services.db.uow(tenant=acme.tenant_id) as s:
         rows = s.scalars(select(ApiKeyRow).where(ApiKeyRow.tenant_id == acme.tenant_id)).all()
     secrets = [k.split("_", 2)[2] for k in acme.keys.values()]
     assert len(rows) == 4 and len({r.salt for r in rows}) == 4

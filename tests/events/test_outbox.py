@@ -95,7 +95,7 @@ def test_two_dispatchers_on_postgresql_deliver_each_event_once_in_order(
         for e in receiver.events():
             per_model[e["subject"]].append(e["sequence"])
         assert all(seqs == sorted(seqs) for seqs in per_model.values())
-        with db.uow() as s:
+        with db.unscoped() as s:
             states = s.execute(
                 select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
             ).all()

@@ -23,7 +23,7 @@ FEATURES = [f"f{i}" for i in range(5)]
 
 @pytest.fixture(scope="module")
 def executor(services) -> Iterator[JobExecutor]:
-    with services.db.uow() as s:  # other modules' queued jobs are not this module's
+    with services.db.unscoped() as s:  # other modules' queued jobs are not this module's
         s.execute(
             update(TrainingJobRow)
             .where(TrainingJobRow.status.in_(("queued", "running")))

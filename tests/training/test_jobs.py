@@ -28,7 +28,7 @@ BODY = {
 @pytest.fixture(autouse=True)
 def empty_queue(services) -> None:
     """Claims take any tenant's oldest job: earlier tests' queued jobs are put away."""
-    with services.db.uow() as s:
+    with services.db.unscoped() as s:
         s.execute(
             update(TrainingJobRow)
             .where(TrainingJobRow.status.in_(("queued", "running")))
@@ -157,7 +157,7 @@ def test_a_dead_executors_job_is_failed_and_its_run_ended(services, tenant) -> N
     services.jobs.claim("gone-host:1:abc")
     run = services.runs.create_run(tenant, "jobs/churn", job_id=job.job_id)
     services.jobs.set_parent_run(job.job_id, run.info.run_id)
-    with services.db.uow() as s:
+    with services.db.unscoped() as s:
         old = lifecycle_store.now() - timedelta(seconds=600)
         s.execute(
             update(TrainingJobRow)

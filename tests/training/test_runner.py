@@ -48,7 +48,7 @@ def job(**overrides) -> dict:
 
 
 def stage_of(services, tenant: str, model: str, version: str) -> str:
-    with services.db.uow() as s:
+    with services.db.uow(tenant=tenant) as s:
         return lifecycle_store.stages(s, tenant, model)[int(version)]
 
 

@@ -163,7 +163,7 @@ class ApiKeyStore:
             created_by=created_by,
         )
         try:
-            with self._db.uow() as session:
+            with self._db.uow(tenant=tenant_id) as session:
                 session.add(row)
         except IntegrityError:
             # The unique (tenant, name) constraint: checked by the database, so two
@@ -177,11 +177,9 @@ class ApiKeyStore:
 
     def list(self, tenant_id: str) -> list[ApiKeyInfo]:
         """The tenant's keys, revoked ones included, oldest first."""
-        with self._db.uow() as session:
+        with self._db.uow(tenant=tenant_id) as session:
             rows = session.scalars(
-                select(ApiKeyRow)
-                .where(ApiKeyRow.tenant_id == tenant_id)
-                .order_by(ApiKeyRow.created_at, ApiKeyRow.key_id)
+                select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.key_id)
             ).all()
             return [_info(r) for r in rows]
 
@@ -191,9 +189,9 @@ class ApiKeyStore:
         Raises:
             NotFoundError: If the tenant has no such key.
         """
-        with self._db.uow() as session:
+        with self._db.uow(tenant=tenant_id) as session:
             row = session.get(ApiKeyRow, key_id)
-            if row is None or row.tenant_id != tenant_id:
+            if row is None:  # another tenant's key is not found either
                 raise NotFoundError(f"API key {key_id!r} not found.", details={"key_id": key_id})
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
@@ -215,7 +213,8 @@ class ApiKeyStore:
         if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 16:
             raise invalid
         _, key_id, secret = parts
-        with self._db.uow() as session:
+        # The key names its tenant: it is looked up by id before any tenant is known.
+        with self._db.unscoped() as session:
             row = session.get(ApiKeyRow, key_id)
             if row is None or row.revoked_at is not None:
                 raise invalid

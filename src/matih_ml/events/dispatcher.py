@@ -72,6 +72,7 @@ class DispatchPolicy:
 @dataclass(frozen=True)
 class _Claim:
     id: int
+    tenant_id: str
     event_id: str
     sink: str
     order_key: str
@@ -169,7 +170,8 @@ class Dispatcher:
             .order_by(DeliveryRow.sequence, DeliveryRow.id)
             .limit(self.policy.batch)
         )
-        with self._db.uow() as s:
+        # Every tenant's deliveries: the dispatcher works across tenants on purpose.
+        with self._db.unscoped() as s:
             if s.get_bind().dialect.name == "postgresql":
                 q = q.with_for_update(of=DeliveryRow, skip_locked=True)
             else:
@@ -182,7 +184,15 @@ class Dispatcher:
             for row, payload in rows:
                 row.lease_until = lease
                 claims.append(
-                    _Claim(row.id, row.event_id, row.sink, row.order_key, row.attempts, payload)
+                    _Claim(
+                        row.id,
+                        row.tenant_id,
+                        row.event_id,
+                        row.sink,
+                        row.order_key,
+                        row.attempts,
+                        payload,
+                    )
                 )
             return claims
 
@@ -194,7 +204,9 @@ class Dispatcher:
                     raise RuntimeError("Kafka is not configured on this dispatcher")
                 self._kafka.send(claim.order_key, claim.payload.encode(), claim.event_id)
             elif claim.sink.startswith(WEBHOOK_SINK_PREFIX):
-                target = self._webhooks.target(claim.sink.removeprefix(WEBHOOK_SINK_PREFIX))
+                target = self._webhooks.target(
+                    claim.tenant_id, claim.sink.removeprefix(WEBHOOK_SINK_PREFIX)
+                )
                 if target is None:
                     self._finish(claim, state="cancelled", error="the webhook was deleted")
                     return
@@ -216,7 +228,7 @@ class Dispatcher:
     def _finish(
         self, claim: _Claim, *, state: str, status: int | None = None, error: str = ""
     ) -> None:
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:  # by the claimed row's id
             s.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == claim.id)
@@ -241,7 +253,7 @@ class Dispatcher:
             ", dead-lettered" if dead else "",
             error,
         )
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:  # by the claimed row's id
             s.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == claim.id)
@@ -301,10 +313,18 @@ def replay(
 ) -> int:
     """Send again the deliveries of events since ``since`` that are in ``states``.
 
+    Args:
+        db: The service database.
+        since: Events created at or after this time.
+        tenant_id: Only this tenant's deliveries (default: every tenant's: an
+            operator's command, so it works across tenants unless told otherwise).
+        sink: Only this sink's.
+        states: The delivery states to send again.
+
     Returns:
         How many deliveries were put back in the queue.
     """
-    with db.uow() as s:
+    with db.unscoped() as s:
         q = (
             update(DeliveryRow)
             .where(

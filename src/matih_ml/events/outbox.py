@@ -36,6 +36,7 @@ from matih_ml.events.catalog import SCHEMA_VERSION, EventType, check_data
 from matih_ml.store.db import Database
 from matih_ml.store.lifecycle_store import aware, now
 from matih_ml.store.models import DeliveryRow, EventRow, EventSequenceRow, WebhookRow
+from matih_ml.store.tenant_filter import bind_tenant
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class EventLog:
         data: dict[str, Any],
     ) -> str:
         """Write a ready event in ``session``'s transaction; return its id."""
+        bind_tenant(session, tenant_id)
         row = EventRow(
             id=f"evt_{uuid.uuid4().hex}",
             tenant_id=tenant_id,
@@ -128,7 +130,7 @@ class EventLog:
         in full by :meth:`confirm`.
         """
         event_id = f"evt_{uuid.uuid4().hex}"
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             s.add(
                 EventRow(
                     id=event_id,
@@ -160,10 +162,10 @@ class EventLog:
             yield p
         except BaseException as exc:
             if isinstance(exc, MatihError) and not isinstance(exc, UnavailableError):
-                self._drop_quietly(p.id)
+                self._drop_quietly(p.id, tenant_id)
             raise
         if p.cancelled:
-            self.drop(p.id)
+            self.drop(p.id, tenant_id=tenant_id)
         else:
             self.confirm(p.id, p.data, subject=p.subject, writer=(tenant_id, event_type))
 
@@ -174,6 +176,7 @@ class EventLog:
         *,
         subject: str | None = None,
         writer: tuple[str, EventType] | None = None,
+        tenant_id: str | None = None,
     ) -> bool:
         """MLflow made the change: complete the data and make the event ready.
 
@@ -182,12 +185,15 @@ class EventLog:
                 change. If the reconciler dropped the intent meanwhile (the change took
                 longer than it waits), the event is written again under the same id:
                 the change happened, so its event must exist, once.
+            tenant_id: The event's tenant, when no ``writer`` names it (the
+                reconciler's case). With neither, the context's tenant.
 
         Returns:
             False if the intent was gone already (confirmed by the reconciler, or
             dropped and no ``writer`` given).
         """
-        with self._db.uow() as s:
+        tenant = writer[0] if writer is not None else tenant_id
+        with self._db.uow(tenant=tenant) as s:
             # A write first: it takes the row (PostgreSQL) or the database (SQLite) for
             # the transaction, so the reconciler and this call cannot both confirm.
             claimed = s.execute(
@@ -220,15 +226,20 @@ class EventLog:
             self._make_ready(s, row)
             return True
 
-    def _drop_quietly(self, event_id: str) -> None:
+    def _drop_quietly(self, event_id: str, tenant_id: str) -> None:
         try:
-            self.drop(event_id)
+            self.drop(event_id, tenant_id=tenant_id)
         except Exception:  # noqa: BLE001 - the reconciler drops it later; keep the caller's error
             log.warning("could not drop intent %s; the reconciler will", event_id)
 
-    def drop(self, event_id: str) -> None:
-        """MLflow did not make the change: forget the intent."""
-        with self._db.uow() as s:
+    def drop(self, event_id: str, *, tenant_id: str | None = None) -> None:
+        """MLflow did not make the change: forget the intent.
+
+        Args:
+            event_id: The intent.
+            tenant_id: Its tenant (default: the context's).
+        """
+        with self._db.uow(tenant=tenant_id) as s:
             s.execute(delete(EventRow).where(EventRow.id == event_id, EventRow.state == "intent"))
 
     def _make_ready(self, s: Session, row: EventRow) -> None:
@@ -304,9 +315,8 @@ class EventLog:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """A tenant's ready events after sequence ``after``, oldest first."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             q = select(EventRow.payload).where(
-                EventRow.tenant_id == tenant_id,
                 EventRow.state == "ready",
                 EventRow.sequence > after,
             )
@@ -316,9 +326,9 @@ class EventLog:
         return [json.loads(p) for p in rows if p]
 
     def intents(self, older_than_s: float) -> list[EventRow]:
-        """Intents older than ``older_than_s`` seconds (for the reconciler)."""
+        """Intents older than ``older_than_s`` seconds, of every tenant (for the reconciler)."""
         cutoff = now() - timedelta(seconds=older_than_s)
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             rows = s.scalars(
                 select(EventRow)
                 .where(EventRow.state == "intent", EventRow.created_at <= cutoff)

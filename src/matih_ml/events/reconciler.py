@@ -77,9 +77,11 @@ class Reconciler:
                 log.warning("cannot settle intent %s yet: %s", row.id, exc.message)
                 continue
             if decision == "confirm":
-                confirmed += self._events.confirm(row.id, data, subject=subject)
+                confirmed += self._events.confirm(
+                    row.id, data, subject=subject, tenant_id=row.tenant_id
+                )
             elif decision == "drop":
-                self._events.drop(row.id)
+                self._events.drop(row.id, tenant_id=row.tenant_id)
                 dropped += 1
         if confirmed or dropped:
             log.info("reconciled intents: %d confirmed, %d dropped", confirmed, dropped)

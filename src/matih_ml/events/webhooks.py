@@ -8,6 +8,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from matih_ml.errors import NotFoundError, ValidationError
 from matih_ml.events.catalog import EventType
@@ -125,7 +126,7 @@ class WebhookStore:
         types = _check_types(event_types)
         secret = new_secret()
         encrypted = self._box.encrypt(secret)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = WebhookRow(
                 id=f"wh_{uuid.uuid4().hex[:24]}",
                 tenant_id=tenant_id,
@@ -138,9 +139,7 @@ class WebhookStore:
                 created_by=actor,
             )
             s.add(row)
-            count = len(
-                s.scalars(select(WebhookRow.id).where(WebhookRow.tenant_id == tenant_id)).all()
-            )
+            count = len(s.scalars(select(WebhookRow.id)).all())
             if count > MAX_PER_TENANT:
                 raise ValidationError(
                     f"A tenant may have at most {MAX_PER_TENANT} webhooks.",
@@ -151,12 +150,8 @@ class WebhookStore:
 
     def list(self, tenant_id: str) -> list[Webhook]:
         """The tenant's webhooks, oldest first."""
-        with self._db.uow() as s:
-            rows = s.scalars(
-                select(WebhookRow)
-                .where(WebhookRow.tenant_id == tenant_id)
-                .order_by(WebhookRow.created_at)
-            ).all()
+        with self._db.uow(tenant=tenant_id) as s:
+            rows = s.scalars(select(WebhookRow).order_by(WebhookRow.created_at)).all()
             return [_webhook(r) for r in rows]
 
     def get(self, tenant_id: str, webhook_id: str) -> Webhook:
@@ -165,13 +160,13 @@ class WebhookStore:
         Raises:
             NotFoundError: If it is not there (or is another tenant's).
         """
-        with self._db.uow() as s:
-            return _webhook(self._row(s, tenant_id, webhook_id))
+        with self._db.uow(tenant=tenant_id) as s:
+            return _webhook(self._row(s, webhook_id))
 
     def delete(self, tenant_id: str, webhook_id: str) -> None:
         """Remove a webhook; its undelivered events are cancelled."""
-        with self._db.uow() as s:
-            row = self._row(s, tenant_id, webhook_id)
+        with self._db.uow(tenant=tenant_id) as s:
+            row = self._row(s, webhook_id)
             s.execute(
                 update(DeliveryRow)
                 .where(
@@ -190,15 +185,12 @@ class WebhookStore:
             raise ValidationError(
                 f"state must be one of {', '.join(DELIVERY_STATES)}.", details={"field": "state"}
             )
-        with self._db.uow() as s:
-            self._row(s, tenant_id, webhook_id)
+        with self._db.uow(tenant=tenant_id) as s:
+            self._row(s, webhook_id)
             q = (
                 select(DeliveryRow, EventRow.type)
                 .join(EventRow, EventRow.id == DeliveryRow.event_id)
-                .where(
-                    DeliveryRow.sink == f"{WEBHOOK_SINK_PREFIX}{webhook_id}",
-                    DeliveryRow.tenant_id == tenant_id,
-                )
+                .where(DeliveryRow.sink == f"{WEBHOOK_SINK_PREFIX}{webhook_id}")
             )
             if state:
                 q = q.where(DeliveryRow.state == state)
@@ -218,17 +210,19 @@ class WebhookStore:
                 for d, t in rows
             ]
 
-    def target(self, webhook_id: str) -> tuple[str, str] | None:
-        """The URL and plain secret of an active webhook (for the dispatcher), or None."""
-        with self._db.uow() as s:
+    def target(self, tenant_id: str, webhook_id: str) -> tuple[str, str] | None:
+        """The URL and plain secret of one of the tenant's active webhooks (for the
+        dispatcher), or None."""
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(WebhookRow, webhook_id)
             if row is None or not row.active:
                 return None
             return row.url, self._box.decrypt(row.secret_encrypted)
 
     @staticmethod
-    def _row(s, tenant_id: str, webhook_id: str) -> WebhookRow:  # noqa: ANN001
+    def _row(s: Session, webhook_id: str) -> WebhookRow:
+        # The session is the tenant's: another tenant's webhook is not found either.
         row = s.get(WebhookRow, webhook_id) if isinstance(webhook_id, str) else None
-        if row is None or row.tenant_id != tenant_id:
+        if row is None:
             raise NotFoundError(f"Webhook {str(webhook_id)[:60]!r} not found.")
         return row

@@ -156,7 +156,7 @@ class Monitor:
                 self._metrics.drift.labels(*labels, name).set(psi)
         if f.prediction_shift is not None:
             self._metrics.prediction_shift.labels(*labels).set(f.prediction_shift)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             for check in CHECKS:
                 alarm = f.alarms.get(check)
                 pk = (tenant_id, model, int(version), check)

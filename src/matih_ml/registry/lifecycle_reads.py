@@ -67,7 +67,7 @@ class LifecycleReads:
         """Every stage move of a model, oldest first."""
         name = validation.model_name(model_id)
         self._registry.require_model(tenant_id, name)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return [move_of(r) for r in store.history(s, validate_tenant_id(tenant_id), name)]
 
     def production_at(self, tenant_id: str, model_id: str, at: datetime) -> str | None:
@@ -77,7 +77,7 @@ class LifecycleReads:
         at = validation.utc_time(at, "at")
         self._registry.require_model(tenant_id, name)
         serving: str | None = None
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             for row in store.history(s, tenant_id, name, until=at):
                 if row.to_stage == Stage.PRODUCTION.value:
                     serving = str(row.version)
@@ -90,7 +90,7 @@ class LifecycleReads:
         name = validation.model_name(model_id)
         number = validation.version(version)
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return self._current_stage(s, tenant_id, name, number)
 
     def gate_evidence(self, tenant_id: str, model_id: str, version: str | int) -> list[dict]:
@@ -98,7 +98,7 @@ class LifecycleReads:
         name = validation.model_name(model_id)
         number = validation.version(version)
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return [
                 {
                     "gate": r.gate,

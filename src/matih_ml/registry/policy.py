@@ -102,14 +102,11 @@ class PolicyStore:
 
     def effective(self, tenant_id: str, model_name: str) -> tuple[Policy, str]:
         """The policy in force for a model, and where it comes from (model/tenant/default)."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             rows = {
                 r.model_name: r.policy
                 for r in s.scalars(
-                    select(PolicyRow).where(
-                        PolicyRow.tenant_id == tenant_id,
-                        PolicyRow.model_name.in_(["", model_name]),
-                    )
+                    select(PolicyRow).where(PolicyRow.model_name.in_(["", model_name]))
                 )
             }
         if model_name in rows:
@@ -120,13 +117,13 @@ class PolicyStore:
 
     def get(self, tenant_id: str, model_name: str = "") -> Policy | None:
         """The tenant's policy (``model_name`` '') or a model's override, if set."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(PolicyRow, (tenant_id, model_name))
             return Policy.model_validate(row.policy) if row else None
 
     def set(self, tenant_id: str, policy: Policy, model_name: str = "", actor: str = "") -> None:
         """Set the tenant's policy, or a model's override."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(PolicyRow, (tenant_id, model_name))
             now = datetime.now(UTC)
             if row is None:
@@ -146,7 +143,7 @@ class PolicyStore:
 
     def clear(self, tenant_id: str, model_name: str = "") -> bool:
         """Remove a policy or override; True if there was one."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(PolicyRow, (tenant_id, model_name))
             if row is None:
                 return False

@@ -29,6 +29,7 @@ from matih_ml.registry.views import versions_of
 from matih_ml.store.db import Database
 from matih_ml.store.lifecycle_store import aware, insert_if_missing, lock_model, now
 from matih_ml.store.models import StageProjectionRow, VersionStageRow
+from matih_ml.store.tenant_filter import bind_tenant
 from matih_ml.tenancy import TenantDirectory
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 def request_projection(s: Session, tenant_id: str, model: str) -> None:
     """Record, in the caller's transaction, that ``model``'s stages must be projected."""
+    bind_tenant(s, tenant_id)
     values = {"tenant_id": tenant_id, "model_name": model, "seq": 1, "requested_at": now()}
     if not insert_if_missing(s, StageProjectionRow, values):
         s.execute(
@@ -72,7 +74,7 @@ class StageProjector:
         the error, for the next pass.
         """
         try:
-            with self._db.uow() as s:
+            with self._db.uow(tenant=tenant_id) as s:
                 lock_model(s, tenant_id, model)
                 row = s.get(StageProjectionRow, (tenant_id, model))
                 if row is None:
@@ -85,7 +87,6 @@ class StageProjector:
                     pass  # the model is gone: nothing to show
                 s.execute(
                     delete(StageProjectionRow).where(
-                        StageProjectionRow.tenant_id == tenant_id,
                         StageProjectionRow.model_name == model,
                         StageProjectionRow.seq == seq,
                     )
@@ -98,13 +99,10 @@ class StageProjector:
 
     def _note_failure(self, tenant_id: str, model: str, exc: Exception) -> None:
         try:
-            with self._db.uow() as s:
+            with self._db.uow(tenant=tenant_id) as s:
                 s.execute(
                     update(StageProjectionRow)
-                    .where(
-                        StageProjectionRow.tenant_id == tenant_id,
-                        StageProjectionRow.model_name == model,
-                    )
+                    .where(StageProjectionRow.model_name == model)
                     .values(
                         attempts=StageProjectionRow.attempts + 1,
                         last_error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -114,8 +112,8 @@ class StageProjector:
             log.debug("could not record the projection failure", exc_info=True)
 
     def pending(self, limit: int = 100) -> list[tuple[str, str, datetime]]:
-        """Models with a projection to do, oldest request first (bounded)."""
-        with self._db.uow() as s:
+        """Models with a projection to do, oldest request first (bounded), of every tenant."""
+        with self._db.unscoped() as s:
             rows = s.execute(
                 select(
                     StageProjectionRow.tenant_id,
@@ -174,6 +172,7 @@ class StageProjector:
 
 
 def _wanted(s: Session, tenant_id: str, model: str) -> dict[int, tuple[Stage, datetime]]:
+    bind_tenant(s, tenant_id)
     rows = s.scalars(
         select(VersionStageRow).where(
             VersionStageRow.tenant_id == tenant_id, VersionStageRow.model_name == model

@@ -121,7 +121,7 @@ class ReviewService:
             )
         clean = validation.metrics(metrics or {})
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = EvaluationRow(
                 tenant_id=tenant_id,
                 model_name=name,
@@ -144,7 +144,7 @@ class ReviewService:
         name = validation.model_name(model_id)
         number = validation.version(version)
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return [_evaluation(r) for r in store.evaluations(s, tenant_id, name, int(number))]
 
     def request_approval(
@@ -159,7 +159,7 @@ class ReviewService:
         name = validation.model_name(model_id)
         number = validation.version(version)
         self._registry.get_version(tenant_id, name, number)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             store.lock_model(s, tenant_id, name)
             stage = self._current_stage(s, tenant_id, name, number)
             if stage is not Stage.STAGING:
@@ -170,7 +170,6 @@ class ReviewService:
                 )
             pending = s.scalars(
                 select(ApprovalRow).where(
-                    ApprovalRow.tenant_id == tenant_id,
                     ApprovalRow.model_name == name,
                     ApprovalRow.version == int(number),
                     ApprovalRow.status == "pending",
@@ -221,9 +220,9 @@ class ReviewService:
         """
         if not approve and not reason.strip():
             raise ValidationError("A rejection needs a reason.", details={"field": "reason"})
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(ApprovalRow, approval_id)
-            if row is None or row.tenant_id != tenant_id:
+            if row is None:  # another tenant's is not found either
                 raise NotFoundError(f"Approval request {approval_id} not found.")
             if row.status != "pending":
                 raise ConflictError(
@@ -264,18 +263,18 @@ class ReviewService:
             raise ValidationError(
                 f"Unknown approval status {status!r}.", details={"field": "status"}
             )
-        q = select(ApprovalRow).where(ApprovalRow.tenant_id == tenant_id)
+        q = select(ApprovalRow)
         if status:
             q = q.where(ApprovalRow.status == status)
         if model_id:
             q = q.where(ApprovalRow.model_name == validation.model_name(model_id))
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return [_approval(r) for r in s.scalars(q.order_by(ApprovalRow.id.desc()))]
 
     def get_approval(self, tenant_id: str, approval_id: int) -> Approval:
         """One approval request of the tenant."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(ApprovalRow, approval_id)
-            if row is None or row.tenant_id != tenant_id:
+            if row is None:  # another tenant's is not found either
                 raise NotFoundError(f"Approval request {approval_id} not found.")
             return _approval(row)

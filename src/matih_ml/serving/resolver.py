@@ -180,10 +180,8 @@ class VersionResolver:
             seen = self._seen.get(tenant_id)
             if seen is not None and now - seen[0] < self._check_s:
                 return
-        with self._db.uow() as s:
-            sequence = s.scalar(
-                select(EventSequenceRow.last).where(EventSequenceRow.tenant_id == tenant_id)
-            )
+        with self._db.uow(tenant=tenant_id) as s:
+            sequence = s.scalar(select(EventSequenceRow.last))
         sequence = int(sequence or 0)
         with self._lock:
             if seen is None or seen[1] != sequence:
@@ -205,7 +203,7 @@ class VersionResolver:
                 with self._tenants.scope(tenant_id), translated(f"alias {target.value!r}"):
                     found = self._client.get_model_version_by_alias(model, target.value)
                 version = str(found.version)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             stages = lifecycle_store.stages(s, tenant_id, model)
         if target.kind == "stage":
             holders = [v for v, stage in stages.items() if stage == target.value]

@@ -376,7 +376,7 @@ class PredictionService:
         key = (tenant_id, model, target.label)
         if self._announced.get(key) == version:
             return
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             fresh = {"tenant_id": tenant_id, "model_name": model, "target": key[2]}
             created = store.insert_if_missing(
                 s, ServingStateRow, {**fresh, "version": int(version), "at": store.now()}
@@ -437,7 +437,7 @@ class PredictionService:
         Returns:
             How many versions were loaded.
         """
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:  # what every tenant served
             rows = s.scalars(
                 select(ServingStateRow).order_by(ServingStateRow.at.desc()).limit(self.cache.size)
             ).all()

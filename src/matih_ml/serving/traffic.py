@@ -87,7 +87,7 @@ class TrafficStore:
                 return hit[1]
         if not blocking:
             raise WouldBlock
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(ServingConfigRow, key)
             cfg = TrafficConfig(row.mode, row.ab_share, row.updated_by) if row else TrafficConfig()
         with self._lock:
@@ -110,7 +110,7 @@ class TrafficStore:
                 details={"field": "ab_share"},
             )
         share = ab_share if mode == "ab" else 0.0
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             row = s.get(ServingConfigRow, (tenant_id, model))
             if row is None:
                 row = ServingConfigRow(tenant_id=tenant_id, model_name=model)
@@ -122,11 +122,11 @@ class TrafficStore:
         return cfg
 
     def record(self, rows: list[ServingSampleRow]) -> None:
-        """Store samples in one transaction (called off the response's path)."""
+        """Store one tenant's samples in one transaction (called off the response's path)."""
         if not rows:
             return
         at = store.now()
-        with self._db.uow() as s:
+        with self._db.uow(tenant=rows[0].tenant_id) as s:
             for row in rows:
                 row.at = at
                 s.add(row)
@@ -138,9 +138,8 @@ class TrafficStore:
             self._trim(rows[0].tenant_id, rows[0].model_name, rows[0].staging_version)
 
     def _trim(self, tenant_id: str, model: str, staging: int) -> None:
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             where = (
-                ServingSampleRow.tenant_id == tenant_id,
                 ServingSampleRow.model_name == model,
                 ServingSampleRow.staging_version == staging,
             )
@@ -154,11 +153,10 @@ class TrafficStore:
 
     def summary(self, tenant_id: str, model: str, staging: str, mode: str) -> TrafficSummary:
         """Summarise a staging version's shadow pairs or A/B outcomes."""
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             rows = s.scalars(
                 select(ServingSampleRow)
                 .where(
-                    ServingSampleRow.tenant_id == tenant_id,
                     ServingSampleRow.model_name == model,
                     ServingSampleRow.staging_version == int(staging),
                     ServingSampleRow.mode == mode,

@@ -3,6 +3,10 @@
 By default the service's tables live in the same database as MLflow's, with
 their own Alembic version table (``matih_alembic_version``), so the two never
 step on each other's migrations.
+
+Every unit of work is a tenant's, or says that it is not: the tenant filter
+(:mod:`matih_ml.store.tenant_filter`) confines each session to its tenant's rows and
+fails closed when it has none.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from matih_ml.store.tenant_filter import TenantSession, scope_info
 
 VERSION_TABLE = "matih_alembic_version"
 CONNECT_TIMEOUT_S = 5
@@ -52,7 +59,7 @@ class Database:
         self.engine: Engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = sessionmaker(self.engine, class_=TenantSession, expire_on_commit=False)
 
     def upgrade(self) -> None:
         """Apply every pending migration (idempotent)."""
@@ -62,12 +69,38 @@ class Database:
             command.upgrade(cfg, "head")
 
     @contextmanager
-    def uow(self) -> Iterator[Session]:
-        """One unit of work: commits on success, rolls back on error, always closes.
+    def uow(self, *, tenant: str | None = None) -> Iterator[Session]:
+        """One unit of work of a tenant: commits on success, rolls back on error, always
+        closes.
 
         Stores never commit on their own; everything in the block is one transaction.
+        Every ORM statement in it sees and writes the tenant's rows only.
+
+        Args:
+            tenant: The tenant. None: the tenant the first store helper given the
+                session binds (:func:`~matih_ml.store.tenant_filter.bind_tenant`), else
+                the one bound to the context (:func:`~matih_ml.tenancy.tenant_scope`);
+                with neither, the first ORM statement raises
+                :class:`~matih_ml.store.tenant_filter.TenantScopeError`.
         """
-        session = self._sessions()
+        with self._unit(scope_info(tenant=tenant)) as session:
+            yield session
+
+    @contextmanager
+    def unscoped(self) -> Iterator[Session]:
+        """A unit of work over every tenant's rows, with no tenant filter.
+
+        Only for the paths that work across tenants on purpose: the event dispatcher and
+        replays, the job executor's bookkeeping, the reconciler's intents, the stage
+        projector's queue, serving's preload, and an API key's lookup before its tenant
+        is known. Each statement there filters by tenant itself where it must.
+        """
+        with self._unit(scope_info(unscoped=True)) as session:
+            yield session
+
+    @contextmanager
+    def _unit(self, info: dict[str, Any]) -> Iterator[Session]:
+        session = self._sessions(info=info)
         try:
             yield session
             session.commit()

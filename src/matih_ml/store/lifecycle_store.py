@@ -1,5 +1,11 @@
 """Queries on the lifecycle's tables. Every function works inside the caller's
-unit of work and never commits."""
+unit of work and never commits.
+
+Each function given a tenant binds the caller's session to it first
+(:func:`~matih_ml.store.tenant_filter.bind_tenant`): a unit of work opened without a
+tenant then serves that one, and one of another tenant fails. The explicit tenant
+predicates stay, for a caller's session that is unscoped.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from matih_ml.store.models import (
     StageHistoryRow,
     VersionStageRow,
 )
+from matih_ml.store.tenant_filter import bind_tenant
 
 
 def now() -> datetime:
@@ -56,6 +63,7 @@ def lock_model(session: Session, tenant_id: str, model: str) -> None:
     waits here until the first commits. It must be the transaction's first statement
     (on SQLite a read first would make the upgrade to a write fail, not wait).
     """
+    bind_tenant(session, tenant_id)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(ModelLockRow)
@@ -71,6 +79,7 @@ def lock_model(session: Session, tenant_id: str, model: str) -> None:
 
 def stages(session: Session, tenant_id: str, model: str) -> dict[int, str]:
     """The recorded stage of each version of a model."""
+    bind_tenant(session, tenant_id)
     rows = session.scalars(
         select(VersionStageRow).where(
             VersionStageRow.tenant_id == tenant_id, VersionStageRow.model_name == model
@@ -81,6 +90,7 @@ def stages(session: Session, tenant_id: str, model: str) -> dict[int, str]:
 
 def set_stage(session: Session, tenant_id: str, model: str, version: int, stage: str) -> None:
     """Record a version's stage."""
+    bind_tenant(session, tenant_id)
     row = session.get(VersionStageRow, (tenant_id, model, version))
     if row is None:
         session.add(
@@ -104,6 +114,7 @@ def forget_versions(
 
     The history is kept: it is the record of what served when.
     """
+    bind_tenant(session, tenant_id)
     q = delete(VersionStageRow).where(
         VersionStageRow.tenant_id == tenant_id, VersionStageRow.model_name == model
     )
@@ -126,6 +137,7 @@ def append_history(
     forced: bool,
 ) -> StageHistoryRow:
     """Append one move to the history."""
+    bind_tenant(session, tenant_id)
     row = StageHistoryRow(
         tenant_id=tenant_id,
         model_name=model,
@@ -147,6 +159,7 @@ def history(
     session: Session, tenant_id: str, model: str, until: datetime | None = None
 ) -> list[StageHistoryRow]:
     """A model's moves, oldest first (up to ``until``, when given)."""
+    bind_tenant(session, tenant_id)
     q = select(StageHistoryRow).where(
         StageHistoryRow.tenant_id == tenant_id, StageHistoryRow.model_name == model
     )
@@ -157,6 +170,7 @@ def history(
 
 def evaluations(session: Session, tenant_id: str, model: str, version: int) -> list[EvaluationRow]:
     """A version's recorded evaluations, oldest first."""
+    bind_tenant(session, tenant_id)
     return list(
         session.scalars(
             select(EvaluationRow)
@@ -174,6 +188,7 @@ def usable_approval(
     session: Session, tenant_id: str, model: str, version: int
 ) -> ApprovalRow | None:
     """The newest approved, not yet used approval of a version."""
+    bind_tenant(session, tenant_id)
     return session.scalars(
         select(ApprovalRow)
         .where(
@@ -198,6 +213,7 @@ def record_gate(
     details: dict[str, Any],
 ) -> None:
     """Store a gate's outcome as evidence on the version."""
+    bind_tenant(session, tenant_id)
     session.add(
         GateEvidenceRow(
             tenant_id=tenant_id,
@@ -216,6 +232,7 @@ def gate_evidence(
     session: Session, tenant_id: str, model: str, version: int
 ) -> list[GateEvidenceRow]:
     """A version's gate outcomes, oldest first."""
+    bind_tenant(session, tenant_id)
     return list(
         session.scalars(
             select(GateEvidenceRow)

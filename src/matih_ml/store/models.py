@@ -22,13 +22,25 @@ class Base(DeclarativeBase):
     """Base of the service's tables (all prefixed ``matih_`` to sit beside MLflow's)."""
 
 
-class ApiKeyRow(Base):
+class TenantOwned:
+    """A row that belongs to one tenant.
+
+    The session's tenant filter (:mod:`matih_ml.store.tenant_filter`) adds
+    ``tenant_id = <the session's tenant>`` to every ORM read, bulk update and bulk
+    delete of these tables, and refuses to write a row of another tenant; a session
+    with no tenant and not opened as unscoped raises instead of reading. Tables whose
+    key starts with the tenant declare the column again, as part of the primary key.
+    """
+
+    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
+
+
+class ApiKeyRow(TenantOwned, Base):
     """An API key. Only a salted hash of its secret is kept."""
 
     __tablename__ = "matih_api_keys"
 
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     name: Mapped[str] = mapped_column(String(128), nullable=False)
     # The person or service account behind the key; four eyes compares these.
     owner: Mapped[str] = mapped_column(String(256), nullable=False)
@@ -45,7 +57,7 @@ class ApiKeyRow(Base):
     )
 
 
-class ModelLockRow(Base):
+class ModelLockRow(TenantOwned, Base):
     """One row per model: taking it ``FOR UPDATE`` (or updating it, on SQLite)
     serialises every stage move of that model, across threads and replicas."""
 
@@ -56,7 +68,7 @@ class ModelLockRow(Base):
     moves: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
-class VersionStageRow(Base):
+class VersionStageRow(TenantOwned, Base):
     """The stage of each version: the lifecycle's source of truth."""
 
     __tablename__ = "matih_version_stages"
@@ -68,7 +80,7 @@ class VersionStageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class StageProjectionRow(Base):
+class StageProjectionRow(TenantOwned, Base):
     """A model whose stages MLflow does not show yet: written with the stage move, deleted
     once MLflow's stage field, version tags and aliases match our store."""
 
@@ -82,13 +94,12 @@ class StageProjectionRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class StageHistoryRow(Base):
+class StageHistoryRow(TenantOwned, Base):
     """Append-only: one row per stage move (never updated, never deleted)."""
 
     __tablename__ = "matih_stage_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -102,7 +113,7 @@ class StageHistoryRow(Base):
     __table_args__ = (Index("ix_matih_stage_history_model", "tenant_id", "model_name", "id"),)
 
 
-class PolicyRow(Base):
+class PolicyRow(TenantOwned, Base):
     """A tenant's promotion policy (model_name '') or a model's override."""
 
     __tablename__ = "matih_policies"
@@ -114,13 +125,12 @@ class PolicyRow(Base):
     updated_by: Mapped[str] = mapped_column(String(256), nullable=False, default="")
 
 
-class EvaluationRow(Base):
+class EvaluationRow(TenantOwned, Base):
     """A recorded shadow or A/B evaluation of a version."""
 
     __tablename__ = "matih_evaluations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -133,13 +143,12 @@ class EvaluationRow(Base):
     __table_args__ = (Index("ix_matih_evaluations_version", "tenant_id", "model_name", "version"),)
 
 
-class ApprovalRow(Base):
+class ApprovalRow(TenantOwned, Base):
     """A request to promote a version to production, and its decision."""
 
     __tablename__ = "matih_approvals"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -153,13 +162,12 @@ class ApprovalRow(Base):
     __table_args__ = (Index("ix_matih_approvals_tenant_status", "tenant_id", "status"),)
 
 
-class GateEvidenceRow(Base):
+class GateEvidenceRow(TenantOwned, Base):
     """The outcome of a gate check on a version, passed or failed, with its reasons."""
 
     __tablename__ = "matih_gate_evidence"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     gate: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -176,7 +184,7 @@ class GateEvidenceRow(Base):
 # ------------------------------------------------------------------------- events
 
 
-class EventRow(Base):
+class EventRow(TenantOwned, Base):
     """One lifecycle event: the outbox.
 
     ``state`` is ``intent`` while the MLflow change it describes is not known to have
@@ -187,7 +195,6 @@ class EventRow(Base):
     __tablename__ = "matih_events"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     type: Mapped[str] = mapped_column(String(40), nullable=False)
     subject: Mapped[str] = mapped_column(String(160), nullable=False)
     state: Mapped[str] = mapped_column(String(8), nullable=False)
@@ -202,7 +209,7 @@ class EventRow(Base):
     )
 
 
-class EventSequenceRow(Base):
+class EventSequenceRow(TenantOwned, Base):
     """The last sequence number given out per tenant (its row lock orders a tenant's events)."""
 
     __tablename__ = "matih_event_sequences"
@@ -211,13 +218,12 @@ class EventSequenceRow(Base):
     last: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
-class WebhookRow(Base):
+class WebhookRow(TenantOwned, Base):
     """A tenant's webhook endpoint. The signing secret is stored encrypted."""
 
     __tablename__ = "matih_webhooks"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     url: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     event_types: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
@@ -229,14 +235,13 @@ class WebhookRow(Base):
     __table_args__ = (Index("ix_matih_webhooks_tenant", "tenant_id"),)
 
 
-class DeliveryRow(Base):
+class DeliveryRow(TenantOwned, Base):
     """One event on its way to one sink (a webhook, or Kafka)."""
 
     __tablename__ = "matih_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(40), nullable=False)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     sink: Mapped[str] = mapped_column(String(64), nullable=False)
     # Deliveries with the same key go out in sequence order (one model's events).
     order_key: Mapped[str] = mapped_column(String(240), nullable=False)
@@ -257,7 +262,7 @@ class DeliveryRow(Base):
     )
 
 
-class ServingConfigRow(Base):
+class ServingConfigRow(TenantOwned, Base):
     """How a model's traffic is split: off, shadow (staging scores a copy) or A/B."""
 
     __tablename__ = "matih_serving_configs"
@@ -270,13 +275,12 @@ class ServingConfigRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class ServingSampleRow(Base):
+class ServingSampleRow(TenantOwned, Base):
     """One shadow pair or one A/B outcome: the evidence the production gate can read."""
 
     __tablename__ = "matih_serving_samples"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     mode: Mapped[str] = mapped_column(String(8), nullable=False)
     production_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -296,7 +300,7 @@ class ServingSampleRow(Base):
     )
 
 
-class ServingStateRow(Base):
+class ServingStateRow(TenantOwned, Base):
     """The version last seen serving a model's target, so a switch is announced once."""
 
     __tablename__ = "matih_serving_state"
@@ -308,7 +312,7 @@ class ServingStateRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class MonitorEpisodeRow(Base):
+class MonitorEpisodeRow(TenantOwned, Base):
     """Whether a check is in alarm for a served version: an alert fires once per episode."""
 
     __tablename__ = "matih_monitor_episodes"
@@ -323,13 +327,12 @@ class MonitorEpisodeRow(Base):
     episodes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
-class TrainingJobRow(Base):
+class TrainingJobRow(TenantOwned, Base):
     """A training job: its validated spec, where it is, and what it did."""
 
     __tablename__ = "matih_training_jobs"
 
     job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(63), nullable=False)
     name: Mapped[str] = mapped_column(String(128), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     spec: Mapped[dict] = mapped_column(JSON, nullable=False)
@@ -356,7 +359,11 @@ class TrainingJobRow(Base):
 
 
 class TrainingJobLogRow(Base):
-    """One line of a job's log. ``seq`` is global: writers never race for a number."""
+    """One line of a job's log. ``seq`` is global: writers never race for a number.
+
+    It has no tenant column: it belongs to its job's tenant, and the tenant filter
+    confines it through its job (``job_id IN`` the tenant's jobs).
+    """
 
     __tablename__ = "matih_training_job_logs"
 
@@ -368,7 +375,7 @@ class TrainingJobLogRow(Base):
     __table_args__ = (Index("ix_matih_training_job_logs_job", "job_id", "seq"),)
 
 
-class TrainingQuotaRow(Base):
+class TrainingQuotaRow(TenantOwned, Base):
     """One row per tenant: updating it serialises the tenant's submissions, so two
     concurrent submits cannot both see room under the limit."""
 

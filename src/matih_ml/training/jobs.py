@@ -141,12 +141,12 @@ class JobService:
         spec = self.validate(body)
         limit = self._settings.training_max_jobs
         job_id = "job_" + secrets.token_hex(8)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             self._lock_tenant(s, tenant_id)
             active = s.scalar(
                 select(func.count())
                 .select_from(TrainingJobRow)
-                .where(TrainingJobRow.tenant_id == tenant_id, TrainingJobRow.status.in_(ACTIVE))
+                .where(TrainingJobRow.status.in_(ACTIVE))
             )
             if (active or 0) >= limit:
                 raise LimitExceededError(
@@ -177,8 +177,8 @@ class JobService:
 
     def get(self, tenant_id: str, job_id: str) -> Job:
         """One job of the tenant; NotFoundError for another tenant's."""
-        with self._db.uow() as s:
-            return _job(self._row(s, tenant_id, check_job_id(job_id)))
+        with self._db.uow(tenant=tenant_id) as s:
+            return _job(self._row(s, check_job_id(job_id)))
 
     def list(
         self, tenant_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
@@ -188,11 +188,11 @@ class JobService:
             raise ValidationError(
                 f"status must be one of {', '.join(STATUSES)}.", details={"field": "status"}
             )
-        q = select(TrainingJobRow).where(TrainingJobRow.tenant_id == tenant_id)
+        q = select(TrainingJobRow)
         if status is not None:
             q = q.where(TrainingJobRow.status == status)
         q = q.order_by(TrainingJobRow.created_at.desc(), TrainingJobRow.job_id.desc())
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             return [_job(r) for r in s.scalars(q.offset(offset).limit(limit)).all()]
 
     def cancel(self, tenant_id: str, job_id: str, *, actor: str = "") -> Job:
@@ -204,14 +204,14 @@ class JobService:
             ConflictError: The job has finished already.
         """
         check_job_id(job_id)
-        with self._db.uow() as s:
+        with self._db.uow(tenant=tenant_id) as s:
             # A write first takes the row (or SQLite's database) before reading it.
             s.execute(
                 update(TrainingJobRow)
-                .where(TrainingJobRow.job_id == job_id, TrainingJobRow.tenant_id == tenant_id)
+                .where(TrainingJobRow.job_id == job_id)
                 .values(cancel_requested=TrainingJobRow.cancel_requested)
             )
-            row = self._row(s, tenant_id, job_id)
+            row = self._row(s, job_id)
             who = actor or "-"
             if row.status == "queued":
                 row.status = row.outcome = "cancelled"
@@ -234,8 +234,8 @@ class JobService:
     ) -> list[LogLine]:
         """The job's log lines numbered above ``after``, oldest first."""
         check_job_id(job_id)
-        with self._db.uow() as s:
-            self._row(s, tenant_id, job_id)
+        with self._db.uow(tenant=tenant_id) as s:
+            self._row(s, job_id)
             rows = s.scalars(
                 select(TrainingJobLogRow)
                 .where(TrainingJobLogRow.job_id == job_id, TrainingJobLogRow.seq > after)
@@ -245,6 +245,8 @@ class JobService:
             return [LogLine(r.seq, lifecycle_store.aware(r.at), r.line) for r in rows]  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- executor's side
+    # The executor serves every tenant's queue: its bookkeeping works by job id, in
+    # unscoped units of work.
 
     def claim(self, worker: str) -> Job | None:
         """Take the oldest queued job for ``worker``; None when there is none."""
@@ -257,11 +259,11 @@ class JobService:
         oldest = first.scalar_subquery()
         # Idle executors poll every second: a read first, so that an empty queue costs
         # no write (on SQLite a write takes the whole database's lock).
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             if s.scalar(first) is None:
                 return None
         at = lifecycle_store.now()
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             # One statement, a write first: two executors cannot both take a job (the
             # loser's status test fails), and SQLite never has to upgrade a read lock.
             won = s.execute(
@@ -281,7 +283,7 @@ class JobService:
         """Mark ``worker``'s running jobs alive; return those asked to cancel."""
         if not job_ids:
             return set()
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             s.execute(
                 update(TrainingJobRow)
                 .where(
@@ -302,12 +304,12 @@ class JobService:
     def append_log(self, job_id: str, lines: Sequence[str]) -> None:
         """Add lines to a job's log (each cut to LOG_LINE_MAX characters)."""
         if lines:
-            with self._db.uow() as s:
+            with self._db.unscoped() as s:
                 self._log(s, job_id, lines)
 
     def set_parent_run(self, job_id: str, run_id: str) -> None:
         """Record the job's run as soon as it exists (a crash later can still end it)."""
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             s.execute(
                 update(TrainingJobRow)
                 .where(TrainingJobRow.job_id == job_id)
@@ -324,7 +326,7 @@ class JobService:
         result: dict[str, Any] | None = None,
     ) -> Job:
         """Record how a running job ended."""
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             s.execute(
                 update(TrainingJobRow)
                 .where(TrainingJobRow.job_id == job_id)
@@ -346,10 +348,10 @@ class JobService:
         cutoff = lifecycle_store.now() - timedelta(seconds=stale_s)
         reason = f"interrupted: its executor stopped (no heartbeat for {stale_s:g} s)"
         stale = (TrainingJobRow.status == "running", TrainingJobRow.heartbeat_at < cutoff)
-        with self._db.uow() as s:  # a read first: this runs every heartbeat, and is rarely due
+        with self._db.unscoped() as s:  # a read first: this runs every heartbeat, and is rarely due
             if s.scalar(select(TrainingJobRow.job_id).where(*stale).limit(1)) is None:
                 return []
-        with self._db.uow() as s:
+        with self._db.unscoped() as s:
             ids = s.scalars(
                 update(TrainingJobRow)
                 .where(*stale)
@@ -382,9 +384,10 @@ class JobService:
         )
 
     @staticmethod
-    def _row(s: Session, tenant_id: str, job_id: str) -> TrainingJobRow:
+    def _row(s: Session, job_id: str) -> TrainingJobRow:
+        # The session is the tenant's: another tenant's job is not found either.
         row = s.get(TrainingJobRow, job_id)
-        if row is None or row.tenant_id != tenant_id:
+        if row is None:
             raise NotFoundError(f"training job {job_id!r} not found.")
         return row
 

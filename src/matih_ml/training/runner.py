@@ -80,7 +80,7 @@ class JobResult:
 
 
 def _production_version(services: Services, tenant_id: str, model: str) -> str | None:
-    with services.db.uow() as session:
+    with services.db.uow(tenant=tenant_id) as session:
         stages = lifecycle_store.stages(session, tenant_id, model)
     live = [v for v, s in stages.items() if s == "production"]
     return str(max(live)) if live else None
