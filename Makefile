@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install install-browser install-sandbox run demo test crash lint format bench clean
+.PHONY: install install-browser install-sandbox run demo test crash load lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ crash: $(STAMP)
 	  MATIH_CRASH_KILL_POINTS=$${MATIH_CRASH_KILL_POINTS:-0} MATIH_CRASH_SEED=$$seed \
 	  $(PY) -m pytest -p no:xdist tests/production/test_crash_consistency.py \
 	  tests/production/test_crash_consistency_pg.py
+
+# The race tests' long forms (docs/testing.md): twenty promotions at once, where
+# `make test` races ten.
+load: $(STAMP)
+	MATIH_RACE_VERSIONS=$${MATIH_RACE_VERSIONS:-20} \
+	  $(PY) -m pytest -p no:xdist tests/api/test_concurrent_promotions.py
 
 # ruff, then the layers (import-linter: pyproject's [tool.importlinter], see
 # docs/architecture.md), then the types (mypy on src, with its ratchet in pyproject).

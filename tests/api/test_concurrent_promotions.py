@@ -1,12 +1,19 @@
-"""Twenty promotions of twenty versions of one model at once, through the API, split
+"""Many promotions of as many versions of one model at once, through the API, split
 across two service processes on one database. Afterwards exactly one version is in
 production (in the lifecycle's store and in MLflow), and replaying the history gives
-the final state. Run on one SQLite file, and on PostgreSQL."""
+the final state. Run on one SQLite file, and on PostgreSQL.
+
+`make test` races ten promotions (five into each process); `make load` races twenty
+(MATIH_RACE_VERSIONS). Registering and staging the versions beforehand is most of the
+time (about 2.5 s a version on a loaded 2-core machine), not the race, so the second
+process starts while they are registered."""
 
 from __future__ import annotations
 
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
@@ -17,10 +24,20 @@ from matih_ml.registry.policy import Policy, ProductionGate, StagingGate
 from matih_ml.services import build_services
 from matih_ml.tenancy import tenant_scope
 
-VERSIONS = 20
+VERSIONS = int(os.environ.get("MATIH_RACE_VERSIONS", "10"))
 
 
-def _scenario(services, urls: list[str], sk_model) -> None:
+def _start_in_background(start: Callable[[], ServeProcess]) -> Future[ServeProcess]:
+    """Start the other process while this one registers the versions (its start-up
+    imports MLflow: 10-30 s on a loaded 2-core machine)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(start)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _scenario(services, urls: Callable[[], list[str]], sk_model) -> None:
     tenant = "race"
     services.tenants.create_tenant(tenant)
     services.lifecycle.policies.set(
@@ -37,12 +54,16 @@ def _scenario(services, urls: list[str], sk_model) -> None:
         )
         services.lifecycle.transition_stage(tenant, "churn", v.version, "staging")
         versions.append(v.version)
+    assert VERSIONS >= 4, "a race needs a few promotions into each process"
     key = services.api_keys.create(tenant, "editor", "racer").secret
     barrier = threading.Barrier(VERSIONS)
+    targets = urls()
 
     def promote(i: int) -> int:
         with httpx.Client(
-            base_url=urls[i % len(urls)], timeout=120, headers={"Authorization": f"Bearer {key}"}
+            base_url=targets[i % len(targets)],
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
         ) as client:
             barrier.wait()
             r = client.put(
@@ -57,7 +78,7 @@ def _scenario(services, urls: list[str], sk_model) -> None:
     stages = {v: services.lifecycle.stage(tenant, "churn", v).value for v in versions}
     producing = [v for v, s in stages.items() if s == "production"]
     assert len(producing) == 1
-    assert sorted(s for s in stages.values() if s != "production") == ["archived"] * 19
+    assert sorted(s for s in stages.values() if s != "production") == ["archived"] * (VERSIONS - 1)
     with tenant_scope(tenant):
         mirrored = {
             str(mv.version): (mv.tags["matih.stage"], mv.current_stage)
@@ -81,18 +102,20 @@ def _scenario(services, urls: list[str], sk_model) -> None:
     assert services.lifecycle.production_at(tenant, "churn", datetime.now(UTC)) == producing[0]
 
 
-def test_twenty_promotions_two_processes_one_sqlite_file(tmp_path, sk_model) -> None:
+def test_many_promotions_two_processes_one_sqlite_file(tmp_path, sk_model) -> None:
     services = build_services(embedded_settings(tmp_path / "data"))
-    other = ServeProcess(tmp_path / "serve.log", {"MATIH_DATA_DIR": str(tmp_path / "data")})
+    other = _start_in_background(
+        lambda: ServeProcess(tmp_path / "serve.log", {"MATIH_DATA_DIR": str(tmp_path / "data")})
+    )
     here = LiveServer(create_app(services=services))
     try:
-        _scenario(services, [here.url, other.url], sk_model)
+        _scenario(services, lambda: [here.url, other.result().url], sk_model)
     finally:
         here.stop()
-        other.stop()
+        other.result().stop()
 
 
-def test_twenty_promotions_two_processes_on_postgresql(tmp_path, postgres_database, sk_model):
+def test_many_promotions_two_processes_on_postgresql(tmp_path, postgres_database, sk_model):
     env = {
         "MLFLOW_TRACKING_URI": postgres_database,
         "MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
@@ -108,11 +131,11 @@ def test_twenty_promotions_two_processes_on_postgresql(tmp_path, postgres_databa
     )
     services = build_services(settings)
     assert services.db.url.startswith("postgresql")
-    other = ServeProcess(tmp_path / "serve.log", env)
+    other = _start_in_background(lambda: ServeProcess(tmp_path / "serve.log", env))
     here = LiveServer(create_app(services=services))
     try:
-        _scenario(services, [here.url, other.url], sk_model)
+        _scenario(services, lambda: [here.url, other.result().url], sk_model)
     finally:
         here.stop()
-        other.stop()
+        other.result().stop()
         services.db.dispose()
