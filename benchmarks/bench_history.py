@@ -24,11 +24,11 @@ REPEATS = 7
 
 def main() -> None:
     from matih_ml.config import Settings
+    from matih_ml.mlflow_adapter import rollup, stores
+    from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
+    from matih_ml.mlflow_adapter.downsample import downsample
     from matih_ml.services import build_services
     from matih_ml.tenancy import tenant_scope
-    from matih_ml.tracking import rollup
-    from matih_ml.tracking.bulk import BulkMetricWriter
-    from matih_ml.tracking.downsample import downsample
 
     root = Path(tempfile.mkdtemp(prefix="matih-bench-"))
     try:
@@ -45,11 +45,11 @@ def main() -> None:
                 ours.append(time.perf_counter() - t)
             assert result.total == POINTS and 0.9 * BUCKETS <= len(result.buckets) <= BUCKETS
             # A series that stock MLflow wrote has no summary yet: its first chart builds it.
-            engine = client._tracking_client.store.engine
+            engine = stores.sql_engine(client)
             t = time.perf_counter()
             rollup.rebuild(engine, run_id, "loss")
             rebuild_s = time.perf_counter() - t
-            store = client._tracking_client.store
+            store = stores.tracking_store(client)
             sampled = []
             for _ in range(3):
                 t = time.perf_counter()

@@ -34,7 +34,9 @@ def _pct(samples: list[float], q: float) -> float:
 def populate(services) -> None:
     from sqlalchemy import text
 
-    engine = services.backend.client._get_registry_client().store.engine
+    from matih_ml.mlflow_adapter.stores import registry_store
+
+    engine = registry_store(services.backend.client).engine
     now = int(time.time() * 1000)
     for t in range(TENANTS):
         services.tenants.create_tenant(f"t{t:03d}")
@@ -94,8 +96,8 @@ def bench_list(services) -> tuple[list[float], list[float]]:
 def bench_compare(services) -> tuple[list[float], list[float]]:
     from mlflow.entities import Param
 
+    from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
     from matih_ml.tenancy import tenant_scope
-    from matih_ml.tracking.bulk import BulkMetricWriter
 
     client = services.backend.client
     writer = BulkMetricWriter(client)

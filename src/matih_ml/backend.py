@@ -17,12 +17,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from matih_ml.config import Settings
+from matih_ml.mlflow_adapter import stores
 
 _configure_lock = threading.Lock()
-
-# MLflow's in-process SQL store takes its default artifact root from this variable
-# (mlflow.tracking._tracking_service.utils._SERVER_ARTIFACT_ROOT_ENV_VAR).
-_SERVER_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 # SQLite waits this long for a competing writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -45,12 +42,12 @@ class MlflowBackend:
     @property
     def tracking_uri(self) -> str:
         """The effective tracking URI (with SQLite tuning applied)."""
-        return self.client._tracking_client.tracking_uri
+        return stores.tracking_uri(self.client)
 
     @property
     def registry_uri(self) -> str:
         """The effective registry URI (with SQLite tuning applied)."""
-        return self.client._registry_uri
+        return stores.registry_uri(self.client)
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -95,7 +92,7 @@ def configure_process(settings: Settings) -> None:
         # request should fail with 503 soon instead. An operator's setting wins.
         os.environ.setdefault("AWS_RETRY_MODE", "standard")
         os.environ.setdefault("AWS_MAX_ATTEMPTS", "3")
-        os.environ.setdefault(_SERVER_ARTIFACT_ROOT_ENV, settings.artifact_root)
+        os.environ.setdefault(stores.SERVER_ARTIFACT_ROOT_ENV, settings.artifact_root)
 
 
 def use_as_mlflow_default(backend: MlflowBackend) -> None:

@@ -3,7 +3,8 @@
 The tenant of a call is held in a ContextVar (ours and MLflow's), never in
 ``os.environ``: ``mlflow.set_workspace()`` writes the process environment and
 would leak one tenant's workspace into another's threads. MLflow's setter for
-the ContextVar is internal API, so it is used here and nowhere else.
+the ContextVar is internal API: :mod:`matih_ml.mlflow_adapter.workspace` wraps it,
+and :func:`tenant_scope` is the only caller.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mlflow.entities.workspace import WorkspaceDeletionMode
-from mlflow.utils.workspace_context import ServerWorkspaceContext
 
 from matih_ml.backend import MlflowBackend, connect, use_as_mlflow_default
 from matih_ml.config import Settings
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
+from matih_ml.mlflow_adapter.workspace import bound_workspace
 from matih_ml.mlflow_errors import translated
 
 TENANT_MIN = 2
@@ -82,7 +83,7 @@ def tenant_scope(tenant_id: str) -> Iterator[str]:
     tenant_id = validate_tenant_id(tenant_id)
     token = _current_tenant.set(tenant_id)
     try:
-        with ServerWorkspaceContext(tenant_id):
+        with bound_workspace(tenant_id):
             yield tenant_id
     finally:
         _current_tenant.reset(token)

@@ -155,7 +155,7 @@ def test_the_same_filters_through_a_store_that_is_not_sql(
     acme, catalog, services, monkeypatch
 ) -> None:
     # A remote MLflow server: MLflow's own search, its tokens, the same answers.
-    monkeypatch.setattr("matih_ml.tracking.run_reads.sql_engine", lambda client: None)
+    monkeypatch.setattr("matih_ml.mlflow_adapter.stores.sql_engine", lambda client: None)
     assert _names(acme.viewer.get(MODELS, params={"q": "CHURN"})) == [
         "Churn-US",
         "churn-eu",

@@ -18,10 +18,10 @@ from mlflow.entities import Metric
 
 from api.helpers import error, new_run, ok
 from matih_ml.errors import ValidationError
+from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
 from matih_ml.tenancy import tenant_scope
 from matih_ml.tracking import RunConfig
 from matih_ml.tracking.buffer import MetricBuffer
-from matih_ml.tracking.bulk import BulkMetricWriter
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple]:

@@ -11,9 +11,9 @@ import pytest
 
 from api.helpers import error, new_run, ok
 from conftest import embedded_settings
+from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
+from matih_ml.mlflow_adapter.downsample import _in_python, downsample
 from matih_ml.tenancy import tenant_scope
-from matih_ml.tracking.bulk import BulkMetricWriter
-from matih_ml.tracking.downsample import _in_python, downsample
 
 
 def _points(n: int, first_step: int = 0) -> list[tuple[str, float, int, int]]:

@@ -13,11 +13,12 @@ from mlflow.entities import Metric
 from sqlalchemy import text
 
 from conftest import embedded_settings
+from matih_ml.mlflow_adapter import downsample as ds
+from matih_ml.mlflow_adapter import rollup
+from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
+from matih_ml.mlflow_adapter.downsample import downsample
+from matih_ml.mlflow_adapter.stores import sql_engine
 from matih_ml.tenancy import tenant_scope
-from matih_ml.tracking import downsample as ds
-from matih_ml.tracking import rollup
-from matih_ml.tracking.bulk import BulkMetricWriter
-from matih_ml.tracking.downsample import downsample
 
 
 def _summary(engine, run_id: str) -> list[tuple]:
@@ -65,7 +66,7 @@ def _run(tracker, tenant: str) -> str:
 
 
 def _engine(tracker):
-    return tracker.backend.client._tracking_client.store.engine
+    return sql_engine(tracker.backend.client)
 
 
 def test_re_sent_and_overlapping_batches_are_counted_once(tracker, tenant) -> None:
@@ -157,6 +158,6 @@ def test_many_threads_on_postgresql_keep_the_summary_exact(tmp_path, postgres_da
         with tenant_scope("acme"):
             for key in "abc":
                 assert downsample(client, run_id, key, 7).total == total // 3
-        _assert_matches_points(client._tracking_client.store.engine, run_id)
+        _assert_matches_points(sql_engine(client), run_id)
     finally:
         services.db.dispose()

@@ -14,14 +14,14 @@ from sqlalchemy import Engine
 
 from matih_ml import validation
 from matih_ml.errors import ValidationError
+from matih_ml.mlflow_adapter import model_reads, stores
+from matih_ml.mlflow_adapter.run_reads import summaries
 from matih_ml.mlflow_errors import translated
-from matih_ml.registry import frameworks, model_reads, queries
-from matih_ml.registry.metadata import ModelMetadata, Stage
+from matih_ml.registry import frameworks, queries
+from matih_ml.registry.metadata import TAG_FRAMEWORK, ModelMetadata, Stage
 from matih_ml.registry.stages import parse_stage, stage_of
 from matih_ml.registry.views import assemble_metadata, build_metadata, is_complete
 from matih_ml.tenancy import TenantDirectory
-from matih_ml.tracking import run_reads
-from matih_ml.tracking.run_reads import summaries
 
 MAX_PAGE = 1000
 # A filtered page reads models in chunks of at least this many, and stops after reading
@@ -138,7 +138,7 @@ class ModelLister:
             )
         page_token = validation.page_token(page_token)
         keep = ModelFilter.of(q, tag)
-        engine = run_reads.sql_engine(self._client)
+        engine = stores.sql_engine(self._client)
         if engine is not None:
             return self._list_models_sql(
                 engine, tenant_id, want_stage, fw, max_results, page_token, keep
@@ -208,7 +208,7 @@ class ModelLister:
                     tenant,
                     limit=chunk,
                     offset=offset,
-                    framework=fw.value if fw else None,
+                    tagged=(TAG_FRAMEWORK, fw.value) if fw else None,
                 )
                 kept = [m for m in rows if keep.matches(m.name, m.tags)]
                 found = model_reads.versions(engine, tenant, [m.name for m in kept])

@@ -126,7 +126,7 @@ def assemble_metadata(
     read_runs: Callable[[list[str]], dict[str, tuple[dict[str, float], dict[str, str]]]],
 ) -> list[ModelMetadata]:
     """Metadata from models, their live versions, and a reader of runs' metrics and
-    params (MLflow entities, or the rows of :mod:`matih_ml.registry.model_reads`)."""
+    params (MLflow entities, or the rows of :mod:`matih_ml.mlflow_adapter.model_reads`)."""
     by_model: dict[str, list[Any]] = {}
     for mv in versions:
         if is_complete(mv):

@@ -147,10 +147,10 @@ def _pytorch(folder: Path, pyfunc: dict[str, Any]) -> Classification:
     archive = data / "model.pt2"
     if not data.is_dir() or (data / "model.pth").exists() or not archive.is_file():
         return _code(loader, "its PyTorch model is pickled, not a pt2 archive")
-    from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
+    from matih_ml.mlflow_adapter.pytorch import check_pt2_archive_is_pickle_free
 
     try:
-        _validate_pt2_archive_is_pickle_free(str(archive))
+        check_pt2_archive_is_pickle_free(str(archive))
     except Exception:  # noqa: BLE001 - MLflow's own check: any doubt is code
         return _code(loader, "its pt2 archive carries pickle payloads")
     return Classification(ModelKind.DATA, loader)

@@ -7,7 +7,8 @@ checks, and refuses to serve a schema that is behind.
 On PostgreSQL the whole upgrade holds an advisory lock, so replicas that start
 together with auto-migrate on take turns instead of racing to create tables.
 MLflow's schema functions are private (``mlflow.store.db.utils``); they are what
-``mlflow db upgrade`` itself calls, and are used here only.
+``mlflow db upgrade`` itself calls, and are wrapped in :mod:`matih_ml.mlflow_adapter.schema`,
+which only this module uses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from matih_ml.config import Settings
 from matih_ml.errors import UnavailableError
+from matih_ml.mlflow_adapter import rollup, schema
 from matih_ml.store.db import VERSION_TABLE, Database, alembic_config
 
 log = logging.getLogger(__name__)
@@ -70,22 +72,18 @@ def _mlflow_sql_uris(settings: Settings) -> list[str]:
 
 
 def _mlflow_engine(uri: str) -> Engine:
-    from mlflow.store.db.utils import create_sqlalchemy_engine
-
     from matih_ml.backend import tune_sql_uri
 
-    return create_sqlalchemy_engine(tune_sql_uri(uri))
+    return schema.engine(tune_sql_uri(uri))
 
 
 def _mlflow_state(uri: str) -> SchemaState:
-    from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version
-
     engine = _mlflow_engine(uri)
     try:
-        current = _get_schema_version(engine)
+        current = schema.current_revision(engine)
     finally:
         engine.dispose()
-    return SchemaState("mlflow", _redacted(uri), current, _get_latest_schema_revision())
+    return SchemaState("mlflow", _redacted(uri), current, schema.head_revision())
 
 
 def _service_state(db: Database) -> SchemaState:
@@ -133,21 +131,17 @@ def upgrade(settings: Settings, db: Database) -> list[SchemaState]:
     Returns:
         Each store's state after the upgrade.
     """
-    from mlflow.store.db.utils import _initialize_tables, _is_empty_database, _upgrade_db
-
     with _migration_lock(db):
         for uri in _mlflow_sql_uris(settings):
             engine = _mlflow_engine(uri)
             try:
-                if _is_empty_database(engine):
+                if schema.is_empty(engine):
                     log.info("creating MLflow's tables in %s", _redacted(uri))
-                    _initialize_tables(engine)
+                    schema.create_tables(engine)
                 else:
-                    _upgrade_db(engine)
-                # The chart summary's tables sit beside MLflow's (tracking.rollup).
-                from matih_ml.tracking.rollup import ensure_tables
-
-                ensure_tables(engine)
+                    schema.upgrade_tables(engine)
+                # The chart summary's tables sit beside MLflow's (mlflow_adapter.rollup).
+                rollup.ensure_tables(engine)
             finally:
                 engine.dispose()
         db.upgrade()

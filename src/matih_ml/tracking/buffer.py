@@ -2,7 +2,7 @@
 
 ``add`` checks a point and appends it to a deque: about a microsecond, so logging
 never slows training. A flusher thread takes up to ``batch`` points at a time and
-writes them with :class:`~matih_ml.tracking.bulk.BulkMetricWriter`. Nothing is dropped:
+writes them with :class:`~matih_ml.mlflow_adapter.bulk.BulkMetricWriter`. Nothing is dropped:
 
 - when the buffer holds ``capacity`` points, ``add`` waits for the flusher
   (backpressure);
@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 
 from matih_ml import validation
-from matih_ml.tracking.bulk import Point
+from matih_ml.mlflow_adapter.bulk import Point
 
 log = logging.getLogger(__name__)
 

@@ -1,79 +1,8 @@
-"""Reading many runs at once straight from MLflow's SQL tables (for comparisons).
+"""Moved to :mod:`matih_ml.mlflow_adapter.run_reads` (raw SQL on MLflow's tables lives in
+the adapter). This name stays only for ``registry.service``, which imports it and is
+being edited elsewhere; delete it once that import names the adapter."""
 
-MLflow's ``search_runs`` loads each run's params, tags and metrics with further
-queries and parses a filter string on the way: 230 ms for 100 runs here. Three
-queries on the tables themselves, confined to the tenant's workspace in SQL, do the
-same work in a few milliseconds. Only the SQL stores have this path; a remote MLflow
-server is searched through its API.
-"""
+from matih_ml.mlflow_adapter.run_reads import RunSummary, summaries
+from matih_ml.mlflow_adapter.stores import sql_engine
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-from mlflow import MlflowClient
-from sqlalchemy import Engine, bindparam, text
-
-from matih_ml.mlflow_errors import translated
-
-_RUNS = text(
-    "SELECT r.run_uuid, r.name, r.status FROM runs r "
-    "JOIN experiments e ON e.experiment_id = r.experiment_id "
-    "WHERE e.workspace = :ws AND r.run_uuid IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-_PARAMS = text("SELECT run_uuid, key, value FROM params WHERE run_uuid IN :ids").bindparams(
-    bindparam("ids", expanding=True)
-)
-_ALL_METRICS = text(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-_METRICS = text(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids AND key IN :keys"
-).bindparams(bindparam("ids", expanding=True), bindparam("keys", expanding=True))
-
-
-@dataclass
-class RunSummary:
-    """What a comparison shows of one run."""
-
-    run_id: str
-    run_name: str | None
-    status: str
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-def sql_engine(client: MlflowClient) -> Engine | None:
-    """The tracking store's engine, or None for a store that is not SQL."""
-    engine = getattr(client._tracking_client.store, "engine", None)
-    return engine if isinstance(engine, Engine) else None
-
-
-def summaries(
-    engine: Engine, workspace: str, run_ids: Sequence[str], metric_keys: Sequence[str] | None
-) -> dict[str, RunSummary]:
-    """The runs among ``run_ids`` that belong to ``workspace``, with their params and the
-    latest values of ``metric_keys`` (None: all of them). Runs of other workspaces are
-    simply not found."""
-    ids = list(dict.fromkeys(run_ids))
-    if not ids:
-        return {}
-    with translated(), engine.connect() as conn:
-        found = {
-            r[0]: RunSummary(r[0], r[1], r[2])
-            for r in conn.execute(_RUNS, {"ws": workspace, "ids": ids})
-        }
-        mine = list(found)
-        if mine:
-            for run_id, key, value in conn.execute(_PARAMS, {"ids": mine}):
-                found[run_id].params[key] = value
-            if metric_keys is None:
-                rows = conn.execute(_ALL_METRICS, {"ids": mine})
-            elif metric_keys:
-                rows = conn.execute(_METRICS, {"ids": mine, "keys": list(metric_keys)})
-            else:
-                rows = []
-            for run_id, key, value in rows:
-                found[run_id].metrics[key] = value
-    return found
+__all__ = ["RunSummary", "sql_engine", "summaries"]

@@ -16,10 +16,11 @@ from matih_ml.backend import MlflowBackend
 from matih_ml.errors import NotFoundError, ValidationError
 from matih_ml.events import training
 from matih_ml.events.outbox import EventLog
+from matih_ml.mlflow_adapter.bulk import BulkMetricWriter
+from matih_ml.mlflow_adapter.downsample import Downsampled, downsample
+from matih_ml.mlflow_adapter.stores import metric_history_page
 from matih_ml.mlflow_errors import translated
 from matih_ml.tenancy import TenantDirectory
-from matih_ml.tracking.bulk import BulkMetricWriter
-from matih_ml.tracking.downsample import Downsampled, downsample
 from matih_ml.tracking.experiments import get_experiment, get_or_create_experiment
 from matih_ml.tracking.tracker import TAG_JOB, TAG_TENANT, TAG_USER
 
@@ -283,8 +284,8 @@ class RunService:
         with self._tenants.scope(tenant_id), translated(f"Run {run_id!r}"):
             self._client.get_run(run_id)
         with self._tenants.scope(tenant_id), translated(bad_input=bool(page_token)):
-            page = self._client._tracking_client.store.get_metric_history(
-                run_id, key, max_results=size, page_token=page_token or None
+            page = metric_history_page(
+                self._client, run_id, key, max_results=size, page_token=page_token or None
             )
         return Page(list(page), getattr(page, "token", None) or None)
 

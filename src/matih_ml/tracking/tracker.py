@@ -28,12 +28,12 @@ from matih_ml.config import Settings
 from matih_ml.errors import ValidationError
 from matih_ml.events import training
 from matih_ml.events.outbox import EventLog
+from matih_ml.mlflow_adapter.bulk import BulkMetricWriter, Point
 from matih_ml.mlflow_errors import translated
 from matih_ml.store import migrate
 from matih_ml.store.db import Database
 from matih_ml.tenancy import TenantDirectory, tenant_scope
 from matih_ml.tracking.buffer import MetricBuffer
-from matih_ml.tracking.bulk import BulkMetricWriter, Point
 from matih_ml.tracking.experiments import get_or_create_experiment
 from matih_ml.tracking.metrics import log_metrics
 from matih_ml.tracking.remote import TOKEN_ENV, RemoteServer

@@ -4,7 +4,7 @@ MLflow's ``log_batch`` builds an ORM object per point and reads the latest value
 before it writes them: about 13,000 points/s on SQLite here. This path writes the same
 rows with one ``executemany`` per batch, updates ``latest_metrics`` with one
 conditional upsert per key, and folds the batch into the chart summary
-(:mod:`matih_ml.tracking.rollup`), in a single transaction. What it writes is what MLflow
+(:mod:`matih_ml.mlflow_adapter.rollup`), in a single transaction. What it writes is what MLflow
 writes: stock ``MlflowClient().get_metric_history`` reads it back unchanged.
 
 It is used only on MLflow's SQL stores (SQLite, PostgreSQL); with a remote MLflow
@@ -21,8 +21,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from sqlalchemy import Engine
 
+from matih_ml.mlflow_adapter import rollup
+from matih_ml.mlflow_adapter.stores import sql_engine
 from matih_ml.mlflow_errors import translated
-from matih_ml.tracking import rollup
 
 # A point is (key, value, timestamp ms, step).
 Point = tuple[str, float, int, int]
@@ -59,9 +60,7 @@ class BulkMetricWriter:
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
-        store = client._tracking_client.store
-        engine = getattr(store, "engine", None)
-        self._engine: Engine | None = engine if isinstance(engine, Engine) else None
+        self._engine: Engine | None = sql_engine(client)
         self._rollup = self._engine is not None and rollup.ensure_tables(self._engine)
 
     @property

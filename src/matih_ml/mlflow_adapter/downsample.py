@@ -7,7 +7,7 @@ returns one row per bucket, plus the first and last points exactly. No point is 
 into Python on the SQL stores; a remote MLflow server's history is bucketed here.
 
 When a bucket is at least 64 steps wide, the buckets are built from the write-time
-summary (:mod:`matih_ml.tracking.rollup`) instead of the points: each bucket is then a
+summary (:mod:`matih_ml.mlflow_adapter.rollup`) instead of the points: each bucket is then a
 run of whole 64- or 4,096-step blocks, so bucket widths vary by up to one block, and
 its ``step_min``/``step_max`` are still the steps of its first and last points.
 """
@@ -20,8 +20,9 @@ from typing import Any
 from mlflow import MlflowClient
 from sqlalchemy import Connection, Engine, TextClause, text
 
+from matih_ml.mlflow_adapter import rollup
+from matih_ml.mlflow_adapter.stores import sql_engine
 from matih_ml.mlflow_errors import translated
-from matih_ml.tracking import rollup
 
 # Below this many points a series is bucketed from its points, which is fast enough,
 # rather than having its summary rebuilt first.
@@ -84,8 +85,8 @@ def downsample(client: MlflowClient, run_id: str, key: str, max_points: int) -> 
 
     The caller has checked the run is in the bound tenant.
     """
-    engine = getattr(client._tracking_client.store, "engine", None)
-    if isinstance(engine, Engine):
+    engine = sql_engine(client)
+    if engine is not None:
         return _in_sql(engine, run_id, key, max_points)
     with translated(f"run {run_id!r}"):
         history = client.get_metric_history(run_id, key)

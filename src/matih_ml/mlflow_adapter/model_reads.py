@@ -19,7 +19,6 @@ from sqlalchemy import Engine, bindparam, text
 
 from matih_ml.errors import ValidationError
 from matih_ml.mlflow_errors import translated
-from matih_ml.registry.metadata import TAG_FRAMEWORK
 
 
 @dataclass
@@ -53,9 +52,9 @@ _PAGE = (
     "SELECT name, creation_time, last_updated_time, description FROM registered_models "
     "WHERE workspace = :ws {0} ORDER BY name LIMIT :limit OFFSET :offset"
 )
-_BY_FRAMEWORK = (
+_BY_TAG = (
     "AND name IN (SELECT name FROM registered_model_tags WHERE workspace = :ws "
-    f"AND key = '{TAG_FRAMEWORK}' AND value = :fw)"
+    "AND key = :tag_key AND value = :tag_value)"
 )
 _MODEL_TAGS = text(
     "SELECT name, key, value FROM registered_model_tags WHERE workspace = :ws AND name IN :names"
@@ -101,12 +100,28 @@ def make_token(offset: int) -> str:
 
 
 def model_page(
-    engine: Engine, workspace: str, *, limit: int, offset: int, framework: str | None
+    engine: Engine,
+    workspace: str,
+    *,
+    limit: int,
+    offset: int,
+    tagged: tuple[str, str] | None = None,
 ) -> tuple[list[ModelRow], bool]:
     """Up to ``limit`` models of ``workspace`` from ``offset`` in name order, and whether
-    more follow."""
-    sql = text(_PAGE.format(_BY_FRAMEWORK if framework else ""))
-    args = {"ws": workspace, "limit": limit + 1, "offset": offset, "fw": framework}
+    more follow.
+
+    Args:
+        tagged: ``(key, value)``: only the models with that tag (the framework's).
+    """
+    sql = text(_PAGE.format(_BY_TAG if tagged else ""))
+    tag_key, tag_value = tagged or (None, None)
+    args = {
+        "ws": workspace,
+        "limit": limit + 1,
+        "offset": offset,
+        "tag_key": tag_key,
+        "tag_value": tag_value,
+    }
     with translated(), engine.connect() as conn:
         rows = [ModelRow(r[0], r[1], r[2], r[3]) for r in conn.execute(sql, args)]
         more = len(rows) > limit
