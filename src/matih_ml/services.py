@@ -15,6 +15,7 @@ from matih_ml.events.reconciler import Reconciler
 from matih_ml.events.secret_box import SecretBox
 from matih_ml.events.webhooks import WebhookStore
 from matih_ml.registry.cleanup import Cleanup
+from matih_ml.registry.intent_probe import MlflowIntentProbe
 from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.policy import PolicyStore
 from matih_ml.registry.projection import StageProjector
@@ -79,10 +80,9 @@ def build_services(settings: Settings) -> Services:
     webhooks = WebhookStore(db, SecretBox(settings))
     reconciler = Reconciler(
         events,
-        backend.client,
+        MlflowIntentProbe(backend.client, registration_grace_s=settings.registration_grace_s),
         grace_s=settings.events_intent_grace_s,
         every_s=settings.reconcile_interval_s,
-        registration_grace_s=settings.registration_grace_s,
     )
     projector = StageProjector(backend.client, tenants, db)
     dispatcher = Dispatcher(

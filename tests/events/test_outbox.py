@@ -18,6 +18,7 @@ from matih_ml.events.outbox import EventLog
 from matih_ml.events.reconciler import Reconciler
 from matih_ml.events.secret_box import SecretBox
 from matih_ml.events.webhooks import WebhookStore
+from matih_ml.registry.intent_probe import MlflowIntentProbe
 from matih_ml.services import build_services
 from matih_ml.store.db import Database
 from matih_ml.store.models import DeliveryRow
@@ -131,14 +132,15 @@ def test_the_reconciler_confirms_what_happened_and_drops_what_did_not(
     )
     before = {e["id"] for e in events.feed(tenant, limit=1000)}
 
-    young = Reconciler(events, client, grace_s=3600)
+    young = Reconciler(events, MlflowIntentProbe(client), grace_s=3600)
     assert young.run() == (0, 0)  # within the grace period nothing is touched
     with tenant_scope(tenant):
-        confirmed, dropped = Reconciler(events, client, grace_s=0).run()
+        confirmed, dropped = Reconciler(events, MlflowIntentProbe(client), grace_s=0).run()
         # No version yet: its writer may still be uploading, so it waits for as long
         # as a half-registered version may; then it is dropped.
         assert never in {i.id for i in events.intents(0)}
-        _, dropped_late = Reconciler(events, client, grace_s=0, registration_grace_s=0).run()
+        late = MlflowIntentProbe(client, registration_grace_s=0)
+        _, dropped_late = Reconciler(events, late, grace_s=0).run()
     assert confirmed >= 2 and dropped >= 1 and dropped_late >= 1
     new = [e for e in events.feed(tenant, limit=1000) if e["id"] not in before]
     by_id = {e["id"]: e for e in new}
@@ -159,7 +161,8 @@ def test_a_registration_slower_than_the_reconciler_still_gets_its_one_event(
     with events.pending(tenant, EventType.MODEL_REGISTERED, "slow", data) as p:
         # The writer is still uploading; a reconciler past every grace sees no version.
         with tenant_scope(tenant):
-            Reconciler(events, services.backend.client, grace_s=0, registration_grace_s=0).run()
+            probe = MlflowIntentProbe(services.backend.client, registration_grace_s=0)
+            Reconciler(events, probe, grace_s=0).run()
         assert p.id not in {i.id for i in events.intents(0)}  # dropped
         p.data.update(
             {

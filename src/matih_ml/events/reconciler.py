@@ -2,62 +2,60 @@
 
 An intent says "MLflow is about to make this change". Its MLflow object carries the
 intent's id in the tag ``matih.event_intent``, so once the grace period is over the
-reconciler can look: if the change happened, the event is confirmed (with the data
-read back from MLflow); if it did not, the intent is dropped. Nothing is lost and
-nothing is invented.
+reconciler asks a probe to look: if the change happened, the event is confirmed (with
+the data read back); if it did not, the intent is dropped. Nothing is lost and nothing
+is invented. The probe that reads MLflow's registry and runs is the registry's
+(:mod:`matih_ml.registry.intent_probe`), handed in by the composition root.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from mlflow import MlflowClient
-
-from matih_ml import urls
-from matih_ml.errors import MatihError, NotFoundError
-from matih_ml.events.catalog import EventType
-from matih_ml.events.outbox import TAG_EVENT_INTENT, EventLog
-from matih_ml.mlflow_errors import translated
-from matih_ml.registry import queries
-from matih_ml.registry.metadata import TAG_CREATED_BY, TAG_FRAMEWORK
-from matih_ml.registry.views import is_complete
-from matih_ml.store.lifecycle_store import aware, now
+from matih_ml.errors import MatihError
+from matih_ml.events.outbox import EventLog
 from matih_ml.store.models import EventRow
 from matih_ml.tenancy import tenant_scope
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+# What a probe found: settle it ("confirm", with the event's data and subject), "drop"
+# it, or "wait" (its writer may still be at it).
+Decision = tuple[Literal["confirm", "drop", "wait"], dict[str, Any] | None, str | None]
+
+
+class IntentProbe(Protocol):
+    """Looks at the stores for the change an intent announced."""
+
+    def __call__(self, row: EventRow) -> Decision:
+        """Say whether the change happened (called with the intent's tenant bound)."""
+        ...
 
 
 class Reconciler:
-    """Confirms or drops old intents by looking at MLflow.
+    """Confirms or drops old intents by asking a probe.
 
     Args:
         events: The outbox.
-        client: The MLflow client.
+        probe: Looks at the stores for each intent's change.
         grace_s: Only intents older than this are settled (their process may be alive).
         every_s: How often :meth:`maybe_run` runs a pass.
-        registration_grace_s: How long a half-registered version may stay pending
-            before its intent is dropped (the cleanup deletes the version then).
     """
 
     def __init__(
         self,
         events: EventLog,
-        client: MlflowClient,
+        probe: IntentProbe,
         *,
         grace_s: float = 60.0,
         every_s: float = 30.0,
-        registration_grace_s: float = 900.0,
     ) -> None:
         self._events = events
-        self._client = client
+        self._probe = probe
         self.grace_s = grace_s
         self.every_s = every_s
-        self._registration_grace_s = registration_grace_s
         self._last = 0.0
 
     def maybe_run(self) -> None:
@@ -86,84 +84,3 @@ class Reconciler:
         if confirmed or dropped:
             log.info("reconciled intents: %d confirmed, %d dropped", confirmed, dropped)
         return confirmed, dropped
-
-    def _probe(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
-        kind = EventType(row.type)
-        if kind is EventType.MODEL_TRAINING_STARTED:
-            return self._run_started(row)
-        if kind is EventType.MODEL_TRAINING_COMPLETED:
-            return self._run_completed(row)
-        if kind is EventType.MODEL_REGISTERED:
-            return self._registered(row)
-        if kind is EventType.MODEL_VERSION_DELETED:
-            return self._deleted(row)
-        return "drop", None, None
-
-    def _run_started(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
-        experiment_id = str(row.data.get("experiment_id", ""))
-        if not experiment_id.isdigit():
-            return "drop", None, None
-        with translated():
-            runs = self._client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.`{TAG_EVENT_INTENT}` = {queries.quoted(row.id)}",
-                max_results=1,
-            )
-        if not runs:
-            return "drop", None, None
-        run_id = runs[0].info.run_id
-        return "confirm", {"run_id": run_id}, f"run/{run_id}"
-
-    def _run_completed(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
-        try:
-            with translated("run"):
-                run = self._client.get_run(str(row.data.get("run_id", "")))
-        except NotFoundError:
-            return "drop", None, None
-        if run.info.status not in _TERMINAL:
-            return "drop", None, None
-        data = {"status": run.info.status, "metrics": dict(run.data.metrics)}
-        return "confirm", data, None
-
-    def _registered(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
-        name = str(row.data.get("model", ""))
-        if not queries.is_safe(name):
-            return "drop", None, None
-        with translated():
-            versions = self._client.search_model_versions(
-                f"name = {queries.quoted(name)}", max_results=10_000
-            )
-        mine = [v for v in versions if (v.tags or {}).get(TAG_EVENT_INTENT) == row.id]
-        if not mine:
-            # No version yet: its writer may still be uploading the model (a large one
-            # to S3 takes longer than the intent grace), for as long as a half-registered
-            # version may stay pending. Dropping it earlier would lose the event of a
-            # version that becomes visible later.
-            created = aware(row.created_at) or now()
-            age = (now() - created).total_seconds()
-            return ("drop" if age > self._registration_grace_s else "wait"), None, None
-        mv = mine[0]
-        if not is_complete(mv):
-            # Its writer may still be at it, until the cleanup's grace period is over.
-            age = time.time() - (mv.creation_timestamp or 0) / 1000
-            return ("drop" if age > self._registration_grace_s else "wait"), None, None
-        tags = mv.tags or {}
-        data = {
-            "version": str(mv.version),
-            "framework": tags.get(TAG_FRAMEWORK, ""),
-            "run_id": mv.run_id,
-            "artifact_uri": urls.version_files(name, str(mv.version)),
-            "created_by": tags.get(TAG_CREATED_BY, ""),
-        }
-        return "confirm", data, None
-
-    def _deleted(self, row: EventRow) -> tuple[str, dict[str, Any] | None, str | None]:
-        try:
-            with translated("version"):
-                self._client.get_model_version(
-                    str(row.data.get("model", "")), str(row.data.get("version", ""))
-                )
-        except NotFoundError:
-            return "confirm", None, None
-        # Still there: the delete did not happen.
-        return "drop", None, None

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import GateFailedError
-from matih_ml.services import Services
+from matih_ml.training.collaborators import TrainingServices
 from matih_ml.store import lifecycle_store
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators, trainers
@@ -79,7 +79,7 @@ class JobResult:
 # ----------------------------------------------------------------------- baseline
 
 
-def _production_version(services: Services, tenant_id: str, model: str) -> str | None:
+def _production_version(services: TrainingServices, tenant_id: str, model: str) -> str | None:
     with services.db.uow(tenant=tenant_id) as session:
         stages = lifecycle_store.stages(session, tenant_id, model)
     live = [v for v, s in stages.items() if s == "production"]
@@ -87,7 +87,7 @@ def _production_version(services: Services, tenant_id: str, model: str) -> str |
 
 
 def _baseline_score(
-    services: Services, tenant_id: str, spec: JobSpec, version: str, x: pd.DataFrame, y: Any
+    services: TrainingServices, tenant_id: str, spec: JobSpec, version: str, x: pd.DataFrame, y: Any
 ) -> float:
     with tempfile.TemporaryDirectory(prefix="matih-baseline-") as tmp:
         local = services.registry.download_version(tenant_id, spec.model_name, version, Path(tmp))
@@ -144,7 +144,7 @@ def _beats(spec: JobSpec, value: float, baseline: float, version: str) -> tuple[
 
 
 def run_job(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     *,
@@ -210,13 +210,19 @@ def run_job(
     return result
 
 
-def _end(services: Services, tenant_id: str, result: JobResult, job_id: str, status: str) -> None:
+def _end(
+    services: TrainingServices, tenant_id: str, result: JobResult, job_id: str, status: str
+) -> None:
     job = {"job_id": job_id, "outcome": result.outcome()}
     services.runs.end_run(tenant_id, result.parent_run_id, status, job=job)
 
 
 def _read(
-    services: Services, tenant_id: str, spec: JobSpec, data_root: str | Path, ctx: JobContext
+    services: TrainingServices,
+    tenant_id: str,
+    spec: JobSpec,
+    data_root: str | Path,
+    ctx: JobContext,
 ) -> tuple[pd.DataFrame, pd.Series, dict[str, str]]:
     if spec.data.kind == "table":
         x, y = read_table(spec, data_root)
@@ -232,7 +238,7 @@ def _read(
 
 
 def _run(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     data_root: str | Path,
@@ -301,7 +307,7 @@ def _run(
 
 
 def _register(
-    services: Services,
+    services: TrainingServices,
     tenant_id: str,
     spec: JobSpec,
     trained: trainers.Trained,
