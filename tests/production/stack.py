@@ -75,6 +75,21 @@ class Stack:
             assert done.returncode == 0, (done.stdout, done.stderr)
         return done
 
+    def upgrade(self) -> None:
+        """``matih-ml db upgrade`` on these stores, in this process: scene-setting for tests
+        about something else. A new interpreter importing MLflow for it costs 5-8 CPU
+        seconds; test_migrations runs the command as its own process, as an operator does."""
+        from typer.testing import CliRunner
+
+        from matih_ml.cli import app
+
+        # As :meth:`cli`: this environment's MLFLOW_* and MATIH_* do not reach it.
+        unset: dict[str, str | None] = {
+            k: None for k in os.environ if k.startswith(("MLFLOW_", "MATIH_"))
+        }
+        result = CliRunner().invoke(app, ["db", "upgrade"], env={**unset, **self.env()})
+        assert result.exit_code == 0, (result.output, result.exception)
+
     def settings(self) -> Settings:
         """Settings for in-process admin work (keys, checks) on the same stores."""
         return Settings(

@@ -19,7 +19,7 @@ def test_connection_cuts_at_every_cut_point_leave_one_consistent_story_on_postgr
 ) -> None:
     from production.stack import ROOT
 
-    stack.cli("db", "upgrade")
+    stack.upgrade()
     env = stack.env(MATIH_CRASH_MODE="cut-db", MATIH_CRASH_DB_URL=stack.direct_pg_url)
     settings = Settings(
         MLFLOW_TRACKING_URI=stack.direct_pg_url,

@@ -26,7 +26,7 @@ SETUP_S = 300
 
 
 def _start(stack: Stack, **extra: str):
-    stack.cli("db", "upgrade")
+    stack.upgrade()
     keys = admin_keys(stack, "acme")
     return stack.replica(**extra), keys["acme"]
 

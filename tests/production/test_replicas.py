@@ -20,7 +20,7 @@ ROUNDS = 3
 
 
 def test_two_replicas_mixed_traffic_keep_every_invariant(stack: Stack, s3_server, sk_model) -> None:
-    stack.cli("db", "upgrade")
+    stack.upgrade()
     keys = admin_keys(stack, *TENANTS)
     replicas = [stack.replica(), stack.replica()]
     urls = [r.url for r in replicas]
