@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import GateFailedError
-from matih_ml.training.collaborators import TrainingServices
 from matih_ml.store import lifecycle_store
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators, trainers
+from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.data import read_table, split
 from matih_ml.training.spec import JobSpec
