@@ -279,6 +279,29 @@ def test_bulk_updates_and_deletes_under_a_cannot_touch_bs_rows(db: Database) -> 
         assert lines == {f"job_{A}": "rewritten", f"job_{B}": f"{B} queued"}
 
 
+def test_a_bulk_update_by_primary_key_is_refused_under_a_tenant(db: Database) -> None:
+    """SQLAlchemy's bulk UPDATE by primary key (a list of rows) ignores loader criteria:
+    the filter refuses it rather than let B's row be named and changed."""
+    rows = [
+        {"id": f"wh_{A}1", "description": "bulk"},
+        {"id": f"wh_{B}1", "description": "bulk"},
+    ]
+    with pytest.raises(TenantScopeError, match="list of parameter rows"), db.uow(tenant=A) as s:
+        s.execute(update(WebhookRow), rows)
+    with db.unscoped() as s:
+        assert set(s.scalars(select(WebhookRow.description))) == {""}
+        s.execute(update(WebhookRow), rows)  # across tenants on purpose, it is allowed
+        assert s.get(WebhookRow, f"wh_{B}1").description == "bulk"
+
+
+def test_an_expired_row_is_refreshed_in_its_tenants_session(db: Database) -> None:
+    with db.uow(tenant=A) as s:
+        row = s.get(WebhookRow, f"wh_{A}1")
+        job = s.get(TrainingJobRow, f"job_{A}")
+        s.expire_all()  # the next reads are column loads, through the row's criteria
+        assert (row.url, job.status) == (f"https://{A}.example/hook", "queued")
+
+
 def test_writing_a_row_of_b_while_a_is_bound_fails_at_flush(db: Database) -> None:
     with pytest.raises(TenantScopeError, match="another tenant"), db.uow(tenant=A) as s:
         s.add(_webhook(B, 3))
