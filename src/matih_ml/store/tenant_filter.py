@@ -8,7 +8,8 @@ context (:func:`matih_ml.tenancy.tenant_scope`). Two hooks on that class do the 
 - ``do_orm_execute`` adds ``tenant_id = <the session's tenant>`` to every ORM SELECT,
   UPDATE and DELETE that touches a :class:`~matih_ml.store.models.TenantOwned` table
   (joins, aliases and subqueries too, and ``Session.get``), and confines a job's log
-  lines to the tenant's jobs; an ORM INSERT must carry the session's tenant.
+  lines to the tenant's jobs; an ORM INSERT must carry the session's tenant, and an ORM
+  bulk UPDATE by primary key, which SQLAlchemy runs without these criteria, is refused.
 - ``before_flush`` refuses to add, change or delete a row of another tenant.
 
 A session with no tenant raises :class:`TenantScopeError` at its first ORM statement: a
