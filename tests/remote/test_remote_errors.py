@@ -168,12 +168,6 @@ def test_the_sdk_with_nothing_configured_says_what_to_set(tmp_path) -> None:
     assert files_in(folder) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: with MATIH_URL and no key, ExperimentTracker takes its local path "
-    "(RemoteServer.of needs a key), opens ./.matih and answers with the local store's or "
-    "MLflow's error instead of naming MATIH_API_KEY; remove this marker once fixed",
-)
 def test_the_tracker_with_a_url_and_no_key_names_the_key_and_creates_nothing(
     tmp_path, not_matih
 ) -> None:

@@ -257,6 +257,8 @@ class ExperimentTracker:
             if os.environ.get("MATIH_URL"):
                 tracking_uri = os.environ["MATIH_URL"]
                 token = token or os.environ.get("MATIH_API_KEY")
+                # A server with no key must not fall back to opening stores here.
+                unconfigured = not (token or os.environ.get(TOKEN_ENV))
             elif not where.local_allowed() and not os.environ.get(TOKEN_ENV):
                 unconfigured = True
         self._unconfigured = unconfigured
@@ -293,6 +295,12 @@ class ExperimentTracker:
         """The MLflow backend, connected on first use (not in the constructor)."""
         if self._backend is None:
             if self._unconfigured:
+                if self.settings.tracking_uri.startswith(("http://", "https://")):
+                    raise ValidationError(
+                        f"ExperimentTracker has a server ({self.settings.tracking_uri}, from "
+                        "MATIH_URL) but no key: set MATIH_API_KEY (or pass token=).",
+                        details={"env": ["MATIH_API_KEY"]},
+                    )
                 raise where.no_server_error("ExperimentTracker")
             with self._init_lock:
                 if self._backend is None and self._remote is not None:
