@@ -69,13 +69,9 @@ def policy_set(
             stored = ml.policy.set(policy, model)
         _echo(stored.source, stored.policy.model_dump(mode="json"))
         return
-    from matih_ml.registry.policy import Policy as StoredPolicy
-
     services, tenant = target.services()
     services.tenants.ensure(tenant, create=False)
     if model:
         services.registry.require_model(tenant, model)
-    services.lifecycle.policies.set(
-        tenant, StoredPolicy.model_validate(policy.model_dump()), model or "", actor="cli"
-    )
+    services.lifecycle.policies.set(tenant, policy, model or "", actor="cli")
     _echo("model" if model else "tenant", policy.model_dump(mode="json"))
