@@ -17,7 +17,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from matih_ml.config import Settings
-from matih_ml.errors import ValidationError
 from matih_ml.sdk import mode
 from matih_ml.training.jobs import Job, JobService, LogLine
 
@@ -48,7 +47,7 @@ def _job(read: JobRead, tenant_id: str) -> Job:
     )
 
 
-class TrainingJobs:
+class TrainingJobs(mode.ServerOrLocal):
     """Submit, read, list, cancel and follow a tenant's training jobs.
 
     Args:
@@ -70,36 +69,12 @@ class TrainingJobs:
     ) -> None:
         self._jobs = jobs
         self._settings = settings
-        self._url, self._api_key, self._profile = url, api_key, profile
-        explicit_local = jobs is not None or settings is not None
-        if explicit_local and (url or api_key or profile):
-            raise ValidationError("Give a server (url=, api_key=) or settings=, not both.")
-        self._local = explicit_local or (
-            not mode.wants_server(url, api_key) and not profile and mode.local_allowed()
-        )
-        self._remote: mode.TenantBoundClient | None = None
-
-    @property
-    def remote(self) -> bool:
-        """Whether the calls go to a server."""
-        return not self._local
-
-    def _server(self, tenant_id: str) -> mode.TenantBoundClient:
-        if self._remote is None:
-            from matih_ml.client.config import ConfigError
-
-            try:
-                self._remote = mode.connect(self._url, self._api_key, self._profile)
-            except ConfigError:
-                raise mode.no_server_error("TrainingJobs") from None
-        self._remote.check(tenant_id)
-        return self._remote
+        super().__init__(jobs is not None or settings is not None, url, api_key, profile)
 
     @property
     def sync(self) -> JobService:
         """The synchronous job service (in process only), for scripts on the server."""
-        if not self._local:
-            raise ValidationError("TrainingJobs.sync is in-process only; this one calls a server.")
+        self._in_process_only("sync")
         if self._jobs is None:
             from matih_ml.services import build_services
 

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 from matih_ml.errors import ValidationError
 from matih_ml.where import local_allowed, no_server_error, wants_server
 
-__all__ = ["TenantBoundClient", "connect", "local_allowed", "no_server_error", "wants_server"]
+__all__ = [
+    "ServerOrLocal",
+    "TenantBoundClient",
+    "connect",
+    "local_allowed",
+    "no_server_error",
+    "wants_server",
+]
 
 if TYPE_CHECKING:
     from matih_ml.client import MatihClient
@@ -53,3 +60,50 @@ def connect(url: str | None, api_key: str | None, profile: str | None = None) ->
     from matih_ml.client import MatihClient
 
     return TenantBoundClient(MatihClient(url, api_key, profile=profile))
+
+
+class ServerOrLocal:
+    """What the SDK's classes share: calls go to a server unless the caller chose this
+    process (``explicit_local``: ``settings=`` or the services passed in), or the
+    environment configures this process as the server and names no server.
+
+    Args:
+        explicit_local: The caller passed in-process collaborators.
+        url: The server (else ``MATIH_URL``, else the profile).
+        api_key: The key (else ``MATIH_API_KEY``, else the profile).
+        profile: A profile of the client's config file.
+    """
+
+    def __init__(
+        self, explicit_local: bool, url: str | None, api_key: str | None, profile: str | None
+    ) -> None:
+        if explicit_local and (url or api_key or profile):
+            raise ValidationError("Give a server (url=, api_key=) or settings=, not both.")
+        self._url, self._api_key, self._profile = url, api_key, profile
+        self._local = explicit_local or (
+            not wants_server(url, api_key) and not profile and local_allowed()
+        )
+        self._remote: TenantBoundClient | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the calls go to a server."""
+        return not self._local
+
+    def _server(self, tenant_id: str) -> TenantBoundClient:
+        """The server's client, checked to be ``tenant_id``'s (connected on first use)."""
+        if self._remote is None:
+            from matih_ml.client.config import ConfigError
+
+            try:
+                self._remote = connect(self._url, self._api_key, self._profile)
+            except ConfigError:
+                raise no_server_error(type(self).__name__) from None
+        self._remote.check(tenant_id)
+        return self._remote
+
+    def _in_process_only(self, what: str) -> None:
+        if not self._local:
+            raise ValidationError(
+                f"{type(self).__name__}.{what} is in-process only; this one calls a server."
+            )

@@ -60,7 +60,7 @@ def _model_file(model: Any, framework: str) -> tuple[str, bytes, str]:
     )
 
 
-class ModelRegistry:
+class ModelRegistry(mode.ServerOrLocal):
     """MLflow-backed model registry with tenant isolation.
 
     Args:
@@ -85,14 +85,8 @@ class ModelRegistry:
         self._registry = registry
         self._lifecycle = lifecycle
         self._settings = settings
-        self._url, self._api_key, self._profile = url, api_key, profile
         explicit_local = registry is not None or lifecycle is not None or settings is not None
-        if explicit_local and (url or api_key or profile):
-            raise ValidationError("Give a server (url=, api_key=) or settings=, not both.")
-        self._local = explicit_local or (
-            not mode.wants_server(url, api_key) and not profile and mode.local_allowed()
-        )
-        self._remote: mode.TenantBoundClient | None = None
+        super().__init__(explicit_local, url, api_key, profile)
 
     # ------------------------------------------------------------------ the two modes
 
@@ -106,26 +100,9 @@ class ModelRegistry:
         self._lifecycle = self._lifecycle or services.lifecycle
 
     @property
-    def remote(self) -> bool:
-        """Whether the calls go to a server."""
-        return not self._local
-
-    def _server(self, tenant_id: str) -> mode.TenantBoundClient:
-        if self._remote is None:
-            from matih_ml.client.config import ConfigError
-
-            try:
-                self._remote = mode.connect(self._url, self._api_key, self._profile)
-            except ConfigError:
-                raise mode.no_server_error("ModelRegistry") from None
-        self._remote.check(tenant_id)
-        return self._remote
-
-    @property
     def sync(self) -> RegistryService:
         """The synchronous registry (in process only), for scripts on the server."""
-        if not self._local:
-            raise ValidationError("ModelRegistry.sync is in-process only; this one calls a server.")
+        self._in_process_only("sync")
         if self._registry is None:
             self._build()
         assert self._registry is not None
@@ -134,10 +111,7 @@ class ModelRegistry:
     @property
     def lifecycle(self) -> LifecycleService:
         """The synchronous lifecycle (in process only)."""
-        if not self._local:
-            raise ValidationError(
-                "ModelRegistry.lifecycle is in-process only; this one calls a server."
-            )
+        self._in_process_only("lifecycle")
         if self._lifecycle is None:
             self._build()
         assert self._lifecycle is not None
