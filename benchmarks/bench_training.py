@@ -84,8 +84,8 @@ def plain_mlflow(folder: Path, table: Path, i: int, pinned: bool = False) -> flo
 
 
 def ours(services, tenant: str, root: Path, i: int, tuning: dict | None = None) -> float:
+    from matih_ml.job_spec import validate_job
     from matih_ml.training.runner import run_job
-    from matih_ml.training.spec import validate_job
 
     spec = validate_job(_body(f"job{i}", tuning))
     start = time.perf_counter()
@@ -98,7 +98,7 @@ def bare_tune(table: Path, tuning: dict) -> float:
     import numpy as np
     import pandas as pd
 
-    from matih_ml.training.spec import validate_job
+    from matih_ml.job_spec import validate_job
     from matih_ml.training.tuning import tune_job
 
     spec = validate_job(_body("bare", tuning))

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import MotoS3
 from matih_ml.errors import ValidationError
+from matih_ml.job_spec import JobSpec, validate_job
 from matih_ml.training.data import read_table, table_filesystem
-from matih_ml.training.spec import JobSpec, validate_job
 
 BUCKET = "tables"
 ROOT = f"s3://{BUCKET}/training/acme"

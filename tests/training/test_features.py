@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from matih_ml.errors import ValidationError
+from matih_ml.job_spec import JobSpec, validate_job
 from matih_ml.training.features import (
     FeatureLineage,
     _open_store,
@@ -26,7 +27,6 @@ from matih_ml.training.features import (
     import_feast,
     read_features,
 )
-from matih_ml.training.spec import JobSpec, validate_job
 
 # Through import_feast: a bare `import feast` would put this test worker's Prometheus
 # metrics (and its children's) in multiprocess mode.

@@ -11,11 +11,11 @@ from sklearn.linear_model import LogisticRegression
 
 from conftest import open_production_gate
 from matih_ml.errors import ValidationError
+from matih_ml.job_spec import validate_job
 from matih_ml.store import lifecycle_store
 from matih_ml.training.context import JobContext
 from matih_ml.training.estimators import ROUNDS
 from matih_ml.training.runner import run_job
-from matih_ml.training.spec import validate_job
 
 FEATURES = [f"f{i}" for i in range(8)]
 

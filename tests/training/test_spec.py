@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError as PydanticValidationError
 
 from matih_ml.errors import ValidationError
-from matih_ml.training.spec import JobSpec, job_schema, validate_job
+from matih_ml.job_spec import JobSpec, job_schema, validate_job
 
 ENTRY = "acme_train.jobs:train"
 

@@ -12,8 +12,8 @@ import psutil
 import pytest
 import torch
 
+from matih_ml.job_spec import JobSpec, validate_job
 from matih_ml.training.estimators import score
-from matih_ml.training.spec import JobSpec, validate_job
 from matih_ml.training.torch_train import TorchOutcome, TrainingCancelled, train_torch
 
 pytestmark = pytest.mark.slow

@@ -78,7 +78,7 @@ from matih_ml.contracts.schemas import (
     WebhookRead,
     WhoAmI,
 )
-from matih_ml.training.spec import JobSpec
+from matih_ml.job_spec import JobSpec
 
 # What a parameter's value may be (MLflow keeps them as strings).
 ParamValue = str | int | float | bool

@@ -27,7 +27,7 @@ from pyarrow import parquet as pq
 from matih_ml.errors import ValidationError
 
 if TYPE_CHECKING:  # Ray workers import this module: keep it light (no pydantic, sklearn)
-    from matih_ml.training.spec import JobSpec
+    from matih_ml.job_spec import JobSpec
 
 log = logging.getLogger(__name__)
 Prepare = Callable[[pd.DataFrame], pd.DataFrame]

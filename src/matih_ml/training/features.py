@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import ValidationError
-from matih_ml.training.spec import JobSpec
+from matih_ml.job_spec import JobSpec
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -162,7 +162,7 @@ def read_features(
     """Join a Feast job's features to its entity file, point in time.
 
     Args:
-        spec: A job whose ``data`` is :class:`~matih_ml.training.spec.FeastData`.
+        spec: A job whose ``data`` is :class:`~matih_ml.job_spec.FeastData`.
         repo_path: The tenant's Feast repository (the folder of ``feature_store.yaml``).
         data_root: The tenant's data folder; ``spec.data.entity_path`` is relative to it
             (an ``s3://`` data root is not supported yet).

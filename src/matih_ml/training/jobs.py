@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from matih_ml.config import Settings
 from matih_ml.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
+from matih_ml.job_spec import JobSpec, validate_job
 from matih_ml.store import lifecycle_store
 from matih_ml.store.db import Database
 from matih_ml.store.models import TrainingJobLogRow, TrainingJobRow, TrainingQuotaRow
-from matih_ml.training.spec import JobSpec, validate_job
 
 JOB_ID_PATTERN = r"^job_[a-f0-9]{16}$"
 ACTIVE = ("queued", "running")

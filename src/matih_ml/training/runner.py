@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import GateFailedError
+from matih_ml.job_spec import JobSpec
 from matih_ml.store import lifecycle_store
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators, trainers
 from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.data import read_table, split
-from matih_ml.training.spec import JobSpec
 from matih_ml.training.tuning import TrialResult
 
 _EXAMPLE_ROWS = 200
@@ -164,7 +164,7 @@ def run_job(
     Args:
         services: The service layer.
         tenant_id: The tenant the job runs in.
-        spec: The validated job (see :func:`~matih_ml.training.spec.validate_job`).
+        spec: The validated job (see :func:`~matih_ml.job_spec.validate_job`).
         data_root: The tenant's data root (a folder or an ``s3://`` prefix); table and
             entity paths are read under it only.
         actor: Who started the job (recorded on the runs, version and stage move).

@@ -26,7 +26,7 @@ from matih_ml.errors import ValidationError
 if TYPE_CHECKING:
     import pyarrow.fs
 
-    from matih_ml.training.spec import JobSpec
+    from matih_ml.job_spec import JobSpec
 
 VALIDATION_FRACTION = 0.1
 _PARAMS = frozenset({"weight_decay"})

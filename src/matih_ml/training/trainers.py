@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from matih_ml.errors import ValidationError
+from matih_ml.job_spec import REGRESSION_METRICS, REGRESSORS, JobSpec
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators
 from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.context import JobCancelled, JobContext
 from matih_ml.training.ray_session import ensure_ray
-from matih_ml.training.spec import REGRESSION_METRICS, REGRESSORS, JobSpec
 from matih_ml.training.tuning import (
     LiveTrials,
     TrialResult,

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from matih_ml.job_spec import JobSpec, SearchDim
 from matih_ml.tracking.runs import MetricPoint
 from matih_ml.training import estimators as est
 from matih_ml.training.collaborators import TrainingServices
 from matih_ml.training.data import split
 from matih_ml.training.estimators import GROWS_TREES, ROUNDS
-from matih_ml.training.spec import JobSpec, SearchDim
 
 _STOPS: dict[str, Callable[[], bool]] = {}
 _LIVE: dict[str, LiveTrials] = {}

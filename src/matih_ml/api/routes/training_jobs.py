@@ -12,8 +12,8 @@ from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.names import JobStatusName
 from matih_ml.contracts.schemas import ErrorBody, JobRead, LogLineRead, LogPage, Page
+from matih_ml.job_spec import JobSpec
 from matih_ml.training.jobs import JOB_ID_PATTERN, Job
-from matih_ml.training.spec import JobSpec
 
 router = APIRouter(
     route_class=JsonBodyRoute,

@@ -1,5 +1,8 @@
 """The training job specification: :func:`validate_job` turns a JSON body into a :class:`JobSpec`.
 
+It is the job API's body and the training domain's spec at once, so it sits in the core
+(as ``gate_policy`` does): the contracts, the client and training all import it from here.
+
 A bad body raises a ValidationError naming the field as a dotted path
 (``tuning.search_space.lr.loguniform``): a 422 up front, never a Ray job failing later.
 """
