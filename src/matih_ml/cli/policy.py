@@ -27,22 +27,9 @@ def _echo(source: str, policy: dict) -> None:
 @targeted
 def policy_show(model: ModelOpt = None, as_json: JsonOpt = False, *, target: Target) -> None:
     """Show the policy in force (for a model: its override, else the tenant's)."""
-    if not target.local:
-        with target.client() as ml:
-            found = ml.policy.get(model)
-        _echo(found.source, found.policy.model_dump(mode="json"))
-        return
-    from matih_ml.registry.policy import Policy
-
-    services, tenant = target.services()
-    services.tenants.ensure(tenant, create=False)
-    if model:
-        services.registry.require_model(tenant, model)
-        policy, source = services.lifecycle.policies.effective(tenant, model)
-    else:
-        stored = services.lifecycle.policies.get(tenant)
-        policy, source = (stored, "tenant") if stored else (Policy(), "default")
-    _echo(source, policy.model_dump(mode="json"))
+    with target.doors() as ml:
+        found = ml.policy.get(model)
+    _echo(found.source, found.policy.model_dump(mode="json"))
 
 
 @policy_app.command("set")
@@ -64,14 +51,6 @@ def policy_set(
         policy = Policy.model_validate_json(file.read())
     except PydanticError as exc:
         raise ValidationError(f"The policy is not valid: {exc}") from None
-    if not target.local:
-        with target.client() as ml:
-            stored = ml.policy.set(policy, model)
-        _echo(stored.source, stored.policy.model_dump(mode="json"))
-        return
-    services, tenant = target.services()
-    services.tenants.ensure(tenant, create=False)
-    if model:
-        services.registry.require_model(tenant, model)
-    services.lifecycle.policies.set(tenant, policy, model or "", actor="cli")
-    _echo("model" if model else "tenant", policy.model_dump(mode="json"))
+    with target.doors() as ml:
+        stored = ml.policy.set(policy, model)
+    _echo(stored.source, stored.policy.model_dump(mode="json"))

@@ -5,7 +5,8 @@ Every tenant-facing command (``models``, ``runs``, ``policy``, ``approvals``, ``
 by default: ``--url``/``--api-key``, else ``MATIH_URL``/``MATIH_API_KEY``, else a profile
 of ``~/.config/matih-ml/config.toml``. The tenant and the role come from the key, so the
 server's rules hold as they do over REST. ``--local --tenant T`` is the operator's choice
-on the server itself: it opens the stores directly, as every tenant and every role.
+on the server itself: the same contracts in process (``matih_ml.local``), as an admin of
+that tenant.
 Nothing is read or created locally unless ``--local`` says so.
 """
 
@@ -23,6 +24,7 @@ from matih_ml.errors import ValidationError
 
 if TYPE_CHECKING:
     from matih_ml.client import MatihClient
+    from matih_ml.local import LocalClient
     from matih_ml.services import Services
 
 _PANEL = "Server"
@@ -111,6 +113,23 @@ class Target:
                     details={"tenant": self.tenant, "key_tenant": mine},
                 )
         return client
+
+    def doors(self) -> MatihClient | LocalClient:
+        """The contracts this command calls: the server's client, or with ``--local`` this
+        process's (``matih_ml.local``) as an operator of ``--tenant``.
+
+        Either way the same methods run the same rules; only where they run differs.
+
+        Raises:
+            ValidationError: As :meth:`client` and :meth:`services` say.
+            NotFoundError: With ``--local``, the tenant does not exist.
+        """
+        if not self.local:
+            return self.client()
+        from matih_ml.local import LocalClient
+
+        services, tenant = self.services()
+        return LocalClient.operator(services, tenant)
 
     def services(self) -> tuple[Services, str]:
         """The server's own stores and the tenant (``--local``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from matih_ml.contracts.schemas import (
     VersionRegistered,
     VersionWithCard,
 )
+from matih_ml.contracts.walk import ModelsWalk
 from matih_ml.errors import ValidationError
 
 _MODELS = f"{API}/models"
@@ -41,7 +42,7 @@ def _version_path(model_id: str, version: str | int) -> str:
 
 
 @implements(RegistryContract)
-class ModelsClient(SubClient):
+class ModelsClient(ModelsWalk, SubClient):
     """Registered models, their versions and their files (``/api/v1/models``)."""
 
     def list(
@@ -63,25 +64,6 @@ class ModelsClient(SubClient):
             max_results=max_results,
         )
         return self._t.call(Page[ModelRead], "GET", _MODELS, params=params)
-
-    def all(
-        self,
-        *,
-        stage: StageName | None = None,
-        framework: FrameworkName | None = None,
-        q: str | None = None,
-        tag: str | None = None,
-    ) -> Iterator[ModelRead]:
-        """Every model that matches, page after page (the filters are ``list``'s)."""
-        token: str | None = None
-        while True:
-            page = self.list(
-                stage=stage, framework=framework, q=q, tag=tag, page_token=token, max_results=1000
-            )
-            yield from page.items
-            token = page.next_page_token
-            if not token:
-                return
 
     def get(self, model_id: str) -> ModelRead:
         return self._t.call(ModelRead, "GET", f"{_MODELS}/{seg(model_id)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +32,7 @@ from matih_ml.contracts.schemas import (
     RunEnd,
     RunRead,
 )
+from matih_ml.contracts.walk import ExperimentsWalk, RunsWalk
 
 _EXPERIMENTS = f"{API}/experiments"
 _RUNS = f"{API}/runs"
@@ -40,7 +41,7 @@ _GZIP_OVER = 64 * 1024
 
 
 @implements(ExperimentsContract)
-class ExperimentsClient(SubClient):
+class ExperimentsClient(ExperimentsWalk, SubClient):
     """Experiments, their runs, and run comparison."""
 
     def list(
@@ -48,16 +49,6 @@ class ExperimentsClient(SubClient):
     ) -> Page[ExperimentRead]:
         params = query(page_token=page_token, max_results=max_results)
         return self._t.call(Page[ExperimentRead], "GET", _EXPERIMENTS, params=params)
-
-    def all(self) -> Iterator[ExperimentRead]:
-        """Every experiment of the tenant, page after page."""
-        token: str | None = None
-        while True:
-            page = self.list(page_token=token, max_results=1000)
-            yield from page.items
-            token = page.next_page_token
-            if not token:
-                return
 
     def get(self, experiment_id: str) -> ExperimentRead:
         return self._t.call(ExperimentRead, "GET", f"{_EXPERIMENTS}/{seg(experiment_id)}")
@@ -69,16 +60,6 @@ class ExperimentsClient(SubClient):
         return self._t.call(
             Page[RunRead], "GET", f"{_EXPERIMENTS}/{seg(experiment_id)}/runs", params=params
         )
-
-    def all_runs(self, experiment_id: str) -> Iterator[RunRead]:
-        """Every run of an experiment, newest first, page after page."""
-        token: str | None = None
-        while True:
-            page = self.list_runs(experiment_id, page_token=token, max_results=1000)
-            yield from page.items
-            token = page.next_page_token
-            if not token:
-                return
 
     def compare(
         self,
@@ -96,7 +77,7 @@ class ExperimentsClient(SubClient):
 
 
 @implements(RunsContract)
-class RunsClient(SubClient):
+class RunsClient(RunsWalk, SubClient):
     """Runs: create, log, end, read, metric history and artifacts."""
 
     def create(
@@ -178,16 +159,6 @@ class RunsClient(SubClient):
     ) -> Page[MetricPointRead]:
         params = query(page_token=page_token, max_results=max_results)
         return self._t.call(Page[MetricPointRead], "GET", _history_path(run_id, key), params=params)
-
-    def all_points(self, run_id: str, key: str) -> Iterator[MetricPointRead]:
-        """Every point of a metric, by step, page after page."""
-        token: str | None = None
-        while True:
-            page = self.metric_history(run_id, key, page_token=token, max_results=1000)
-            yield from page.items
-            token = page.next_page_token
-            if not token:
-                return
 
     def downsampled_history(self, run_id: str, key: str, max_points: int) -> DownsampledRead:
         return self._t.call(

@@ -13,6 +13,7 @@ from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.names import ApprovalStatusName
 from matih_ml.contracts.policy import Policy
 from matih_ml.contracts.schemas import ApprovalDecision, ApprovalRead, Page, PolicyRead
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1", tags=["approvals"], responses=ERRORS, route_class=JsonBodyRoute
@@ -66,22 +67,17 @@ def reject(
 @router.get("/policy", response_model=PolicyRead)
 def get_policy(services: ServicesDep, who: Reader) -> PolicyRead:
     """The tenant's promotion policy (the default if none is set)."""
-    policy = services.lifecycle.policies.get(who.tenant_id)
-    if policy is None:
-        return PolicyRead(policy=Policy(), source="default")
-    # The store answers with the registry's own Policy class: passed on as its fields.
-    return PolicyRead(policy=policy.model_dump(), source="tenant")
+    return LocalClient(services, who).policy.get()
 
 
 @router.put("/policy", response_model=PolicyRead)
 def set_policy(body: Policy, services: ServicesDep, who: Admin) -> PolicyRead:
     """Set the tenant's promotion policy."""
-    services.lifecycle.policies.set(who.tenant_id, body, actor=who.subject)
-    return PolicyRead(policy=body, source="tenant")
+    return LocalClient(services, who).policy.set(body)
 
 
 @router.delete("/policy", status_code=204)
 def clear_policy(services: ServicesDep, who: Admin) -> Response:
     """Go back to the default policy."""
-    services.lifecycle.policies.clear(who.tenant_id)
+    LocalClient(services, who).policy.clear()
     return Response(status_code=204)

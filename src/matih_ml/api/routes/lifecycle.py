@@ -26,6 +26,7 @@ from matih_ml.contracts.schemas import (
     ProductionAt,
     RollbackRequest,
 )
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1/models", tags=["lifecycle"], responses=ERRORS, route_class=JsonBodyRoute
@@ -128,10 +129,7 @@ def request_approval(
 @router.get("/{model_id}/policy", response_model=PolicyRead)
 def get_model_policy(model_id: ModelId, services: ServicesDep, who: Reader) -> PolicyRead:
     """The policy in force for the model, and where it comes from."""
-    services.registry.require_model(who.tenant_id, model_id)
-    policy, source = services.lifecycle.policies.effective(who.tenant_id, model_id)
-    # The store answers with the registry's own Policy class: passed on as its fields.
-    return PolicyRead(policy=policy.model_dump(), source=source)
+    return LocalClient(services, who).policy.get(model_id)
 
 
 @router.put("/{model_id}/policy", response_model=PolicyRead)
@@ -139,14 +137,11 @@ def set_model_policy(
     model_id: ModelId, body: Policy, services: ServicesDep, who: Admin
 ) -> PolicyRead:
     """Override the tenant's policy for this model."""
-    services.registry.require_model(who.tenant_id, model_id)
-    services.lifecycle.policies.set(who.tenant_id, body, model_id, actor=who.subject)
-    return PolicyRead(policy=body, source="model")
+    return LocalClient(services, who).policy.set(body, model_id)
 
 
 @router.delete("/{model_id}/policy", status_code=204)
 def clear_model_policy(model_id: ModelId, services: ServicesDep, who: Admin) -> Response:
     """Remove the model's override; the tenant's policy applies again."""
-    services.registry.require_model(who.tenant_id, model_id)
-    services.lifecycle.policies.clear(who.tenant_id, model_id)
+    LocalClient(services, who).policy.clear(model_id)
     return Response(status_code=204)

@@ -1,0 +1,160 @@
+"""Helpers built on the contracts' methods, shared by every implementation of them.
+
+The HTTP client's sub-clients and the in-process doors (``matih_ml.local``) both inherit
+these, so ``ml.models.all()`` or ``ml.jobs.follow(job)`` behaves the same whichever door
+``ml`` is. Each helper calls only its contract's own methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from matih_ml.contracts.names import JOB_DONE, FrameworkName, JobStatusName, StageName
+from matih_ml.contracts.protocols import (
+    EventsContract,
+    ExperimentsContract,
+    JobsContract,
+    RegistryContract,
+    RunsContract,
+)
+from matih_ml.contracts.schemas import (
+    ExperimentRead,
+    JobRead,
+    LogLineRead,
+    MetricPointRead,
+    ModelRead,
+    RunRead,
+)
+
+
+class ModelsWalk:
+    """``all``: every model, page after page."""
+
+    def all(
+        self: RegistryContract,
+        *,
+        stage: StageName | None = None,
+        framework: FrameworkName | None = None,
+        q: str | None = None,
+        tag: str | None = None,
+    ) -> Iterator[ModelRead]:
+        """Every model that matches, page after page (the filters are ``list``'s)."""
+        token: str | None = None
+        while True:
+            page = self.list(
+                stage=stage, framework=framework, q=q, tag=tag, page_token=token, max_results=1000
+            )
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+
+class ExperimentsWalk:
+    """``all`` and ``all_runs``: experiments and their runs, page after page."""
+
+    def all(self: ExperimentsContract) -> Iterator[ExperimentRead]:
+        """Every experiment of the tenant, page after page."""
+        token: str | None = None
+        while True:
+            page = self.list(page_token=token, max_results=1000)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+    def all_runs(self: ExperimentsContract, experiment_id: str) -> Iterator[RunRead]:
+        """Every run of an experiment, newest first, page after page."""
+        token: str | None = None
+        while True:
+            page = self.list_runs(experiment_id, page_token=token, max_results=1000)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+
+class RunsWalk:
+    """``all_points``: a metric's whole history, page after page."""
+
+    def all_points(self: RunsContract, run_id: str, key: str) -> Iterator[MetricPointRead]:
+        """Every point of a metric, by step, page after page."""
+        token: str | None = None
+        while True:
+            page = self.metric_history(run_id, key, page_token=token, max_results=1000)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+
+class EventsWalk:
+    """``all``: the feed up to now."""
+
+    def all(
+        self: EventsContract, *, after: int = 0, types: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every event after ``after`` up to now, oldest first (then the iterator ends;
+        call again with the last ``sequence`` to go on)."""
+        while True:
+            page = self.feed(after=after, types=types, limit=1000)
+            yield from page.items
+            if not page.items:
+                return
+            after = page.cursor
+
+
+class JobsWalk:
+    """``all``, ``wait`` and ``follow``: jobs page after page, and one job to its end."""
+
+    def all(self: JobsContract, *, status: JobStatusName | None = None) -> Iterator[JobRead]:
+        """Every job of the tenant (with ``status``), newest first, page after page."""
+        token: str | None = None
+        while True:
+            page = self.list(status=status, limit=500, page_token=token)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+    def wait(
+        self: JobsContract, job_id: str, *, timeout: float | None = None, poll: float = 1.0
+    ) -> JobRead:
+        """Poll a job until it has finished (succeeded, failed or cancelled).
+
+        Args:
+            job_id: The job.
+            timeout: Seconds to wait at most (None: as long as it takes).
+            poll: Seconds between polls.
+
+        Returns:
+            The finished job.
+
+        Raises:
+            TimeoutError: It has not finished after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status in JOB_DONE:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"Job {job_id} is still {job.status} after {timeout} s.")
+            time.sleep(poll)
+
+    def follow(
+        self: JobsContract, job_id: str, *, after: int = 0, poll: float = 1.0
+    ) -> Iterator[LogLineRead]:
+        """The job's log lines as they come, until it has finished and all are read."""
+        while True:
+            done = self.get(job_id).status in JOB_DONE  # asked first: no line is missed
+            page = self.logs(job_id, after=after)
+            yield from page.items
+            after = page.next_after
+            if page.items:
+                continue
+            if done:
+                return
+            time.sleep(poll)
