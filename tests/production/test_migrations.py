@@ -17,7 +17,7 @@ def test_a_fresh_database_is_reported_behind_and_serve_refuses_it(stack: Stack) 
     status = stack.cli("db", "status", "--json", check=False)
     assert status.returncode == 1
     states = {s["store"]: s for s in json.loads(status.stdout)}
-    assert set(states) == {"mlflow", "matih"}
+    assert set(states) == {"mlflow", "matih-tracking", "matih"}
     assert not any(s["up_to_date"] for s in states.values())
     assert "postgres@" in states["mlflow"]["url"] or "127.0.0.1" in states["mlflow"]["url"]
 

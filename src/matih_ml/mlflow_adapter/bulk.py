@@ -61,7 +61,7 @@ class BulkMetricWriter:
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
         self._engine: Engine | None = sql_engine(client)
-        self._rollup = self._engine is not None and rollup.ensure_tables(self._engine)
+        self._rollup = self._engine is not None and rollup.tables_ready(self._engine)
 
     @property
     def direct(self) -> bool:

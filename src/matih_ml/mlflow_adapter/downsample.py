@@ -96,7 +96,7 @@ def downsample(client: MlflowClient, run_id: str, key: str, max_points: int) -> 
 def _in_sql(engine: Engine, run_id: str, key: str, n: int) -> Downsampled:
     args = {"r": run_id, "k": key}
     with translated(f"run {run_id!r}"):
-        summarised = rollup.ensure_tables(engine)
+        summarised = rollup.tables_ready(engine)
         with engine.connect() as conn:
             current = summarised and rollup.is_current(conn, run_id, key)
             if not current:

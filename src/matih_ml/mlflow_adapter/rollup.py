@@ -6,11 +6,12 @@ of 64 steps (level 1) and of 4,096 steps (level 2). A chart of 1,000 buckets ove
 million steps then reads about 16,000 level-1 rows instead of a million points.
 
 The tables live beside MLflow's, in the tracking database, so that the summary and the
-points commit together. Stock MLflow writers (``log_batch``, another client on the same
-database) do not know of them; a per-series row records the latest point the summary
-has seen, and a reader that finds ``latest_metrics`` ahead of it (or no row at all)
-rebuilds the series' summary from the points before using it. A stock write of a
-point *older* than the latest one is not detected; the docs say so.
+points commit together; a migration chain of their own creates them
+(``matih_ml.store.tracking_migrations``). Stock MLflow writers (``log_batch``, another
+client on the same database) do not know of them; a per-series row records the latest
+point the summary has seen, and a reader that finds ``latest_metrics`` ahead of it (or
+no row at all) rebuilds the series' summary from the points before using it. A stock
+write of a point *older* than the latest one is not detected; the docs say so.
 """
 
 from __future__ import annotations
@@ -27,20 +28,6 @@ log = logging.getLogger(__name__)
 LEVELS = {1: 6, 2: 12}
 ROLLUPS = "matih_metric_rollups"
 SERIES = "matih_metric_series"
-
-_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {ROLLUPS} ("
-    "run_uuid VARCHAR(32) NOT NULL, key VARCHAR(250) NOT NULL, level SMALLINT NOT NULL, "
-    "block BIGINT NOT NULL, points BIGINT NOT NULL, value_sum DOUBLE PRECISION NOT NULL, "
-    "min_value DOUBLE PRECISION NOT NULL, max_value DOUBLE PRECISION NOT NULL, "
-    "min_step BIGINT NOT NULL, max_step BIGINT NOT NULL, "
-    "PRIMARY KEY (run_uuid, key, level, block)){without_rowid}",
-    # complete = 0: points were stored before the summary knew the series; a reader
-    # rebuilds it. step/timestamp/value: the latest point the summary has seen.
-    f"CREATE TABLE IF NOT EXISTS {SERIES} ("
-    "run_uuid VARCHAR(32) NOT NULL, key VARCHAR(250) NOT NULL, complete SMALLINT NOT NULL, "
-    "step BIGINT, timestamp BIGINT, value DOUBLE PRECISION, PRIMARY KEY (run_uuid, key))",
-)
 
 _ready: set[str] = set()
 
@@ -63,26 +50,19 @@ def metrics_by_series(dialect: str) -> str:
 Aggregate = list[Any]
 
 
-def ensure_tables(engine: Engine) -> bool:
-    """Create the summary tables if missing (idempotent, safe between replicas).
+def tables_ready(engine: Engine) -> bool:
+    """Whether the summary tables exist (``matih-ml db upgrade`` creates them, with the
+    tracking database's migration chain in ``matih_ml.store.tracking_migrations``).
 
-    Returns:
-        Whether the tables exist now. False only when they could not be created (a
-        read-only database): writers then skip the summary and readers scan the points.
+    False on a database nobody migrated: writers then skip the summary and readers scan
+    the points, so the answers are the same, only slower.
     """
     url = engine.url.render_as_string(hide_password=True)
     if url in _ready:
         return True
-    without_rowid = " WITHOUT ROWID" if engine.dialect.name == "sqlite" else ""
-    try:
-        with engine.begin() as conn:
-            for ddl in _DDL:
-                conn.execute(text(ddl.format(without_rowid=without_rowid)))
-    except Exception:  # a replica racing us may have created them first
-        names = set(inspect(engine).get_table_names())
-        if not {ROLLUPS, SERIES} <= names:
-            log.warning("metric summary tables unavailable in %s", url, exc_info=True)
-            return False
+    if not {ROLLUPS, SERIES} <= set(inspect(engine).get_table_names()):
+        log.warning("metric summary tables missing in %s: run `matih-ml db upgrade`", url)
+        return False
     _ready.add(url)
     return True
 

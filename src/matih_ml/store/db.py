@@ -24,8 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from matih_ml.store.tenant_filter import TenantSession, scope_info
 
 VERSION_TABLE = "matih_alembic_version"
+# Our tables inside MLflow's tracking database (the metric summary) have a chain of
+# their own, with its own version table there.
+TRACKING_VERSION_TABLE = "matih_tracking_alembic_version"
 CONNECT_TIMEOUT_S = 5
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_TRACKING_MIGRATIONS = Path(__file__).parent / "tracking_migrations"
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -41,6 +45,21 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection_url"] = url
     return cfg
+
+
+def tracking_alembic_config() -> Config:
+    """Alembic's configuration for our tables in MLflow's tracking database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_TRACKING_MIGRATIONS))
+    return cfg
+
+
+def upgrade_tracking(engine: Engine) -> None:
+    """Apply every pending migration of our tables in MLflow's tracking database."""
+    cfg = tracking_alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
 class Database:

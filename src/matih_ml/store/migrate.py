@@ -24,8 +24,15 @@ from sqlalchemy import Engine, text
 
 from matih_ml.config import Settings
 from matih_ml.errors import UnavailableError
-from matih_ml.mlflow_adapter import rollup, schema
-from matih_ml.store.db import VERSION_TABLE, Database, alembic_config
+from matih_ml.mlflow_adapter import schema
+from matih_ml.store.db import (
+    TRACKING_VERSION_TABLE,
+    VERSION_TABLE,
+    Database,
+    alembic_config,
+    tracking_alembic_config,
+    upgrade_tracking,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,20 @@ def _mlflow_state(uri: str) -> SchemaState:
     return SchemaState("mlflow", _redacted(uri), current, schema.head_revision())
 
 
+def _tracking_state(uri: str) -> SchemaState:
+    """Our tables in MLflow's tracking database (the metric summary)."""
+    head = ScriptDirectory.from_config(tracking_alembic_config()).get_current_head()
+    engine = _mlflow_engine(uri)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(
+                conn, opts={"version_table": TRACKING_VERSION_TABLE}
+            ).get_current_revision()
+    finally:
+        engine.dispose()
+    return SchemaState("matih-tracking", _redacted(uri), current, head or "")
+
+
 def _service_state(db: Database) -> SchemaState:
     head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
     with db.engine.connect() as conn:
@@ -98,7 +119,10 @@ def _service_state(db: Database) -> SchemaState:
 def schema_states(settings: Settings, db: Database) -> list[SchemaState]:
     """Where every store's schema stands, without changing anything."""
     try:
-        states = [_mlflow_state(uri) for uri in _mlflow_sql_uris(settings)]
+        uris = _mlflow_sql_uris(settings)
+        states = [_mlflow_state(uri) for uri in uris]
+        if settings.tracking_uri in uris:
+            states.append(_tracking_state(settings.tracking_uri))
         states.append(_service_state(db))
     except Exception as exc:
         from matih_ml.faults import unavailable
@@ -140,8 +164,10 @@ def upgrade(settings: Settings, db: Database) -> list[SchemaState]:
                     schema.create_tables(engine)
                 else:
                     schema.upgrade_tables(engine)
-                # The chart summary's tables sit beside MLflow's (mlflow_adapter.rollup).
-                rollup.ensure_tables(engine)
+                if uri == settings.tracking_uri:
+                    # The chart summary's tables sit beside MLflow's metric points
+                    # (mlflow_adapter.rollup), with a migration chain of their own.
+                    upgrade_tracking(engine)
             finally:
                 engine.dispose()
         db.upgrade()
