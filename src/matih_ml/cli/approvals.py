@@ -1,7 +1,8 @@
 """``matih-ml approvals``: four-eyes approvals of staging versions for production.
 
-Against a server only: an approval is a person's decision, and the server knows who a
-key belongs to (``--local`` has no such person).
+Against a server, the key's owner asks or decides. With ``--local`` the operator does
+(owner ``operator:<login>``), and four eyes still holds: a request an operator made
+needs someone else's decision.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def approvals_list(
     target: Target,
 ) -> None:
     """The tenant's approval requests."""
-    with target.client() as ml:
+    with target.doors() as ml:
         items = ml.approvals.list(status=status, model_id=model).items  # type: ignore[arg-type]
     emit(items, _COLUMNS, as_json, "Approvals")
 
@@ -46,7 +47,7 @@ def approvals_request(
     target: Target,
 ) -> None:
     """Ask for a staging version to be approved for production."""
-    with target.client() as ml:
+    with target.doors() as ml:
         found = ml.approvals.request(model_id, version, comment=comment)
     emit(found, _COLUMNS, as_json, "Approval requested")
 
@@ -62,7 +63,7 @@ def approvals_approve(
     target: Target,
 ) -> None:
     """Approve a request (approvers and admins; not the requester)."""
-    with target.client() as ml:
+    with target.doors() as ml:
         found = ml.approvals.approve(approval_id, reason=reason)
     emit(found, _COLUMNS, as_json, "Approved")
 
@@ -78,6 +79,6 @@ def approvals_reject(
     target: Target,
 ) -> None:
     """Reject a request."""
-    with target.client() as ml:
+    with target.doors() as ml:
         found = ml.approvals.reject(approval_id, reason=reason)
     emit(found, _COLUMNS, as_json, "Rejected")

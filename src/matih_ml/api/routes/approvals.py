@@ -30,16 +30,13 @@ def list_approvals(
     model_id: Annotated[ModelId | None, Query()] = None,
 ) -> Page[ApprovalRead]:
     """The tenant's approval requests, newest first."""
-    items = services.lifecycle.reviews.list_approvals(who.tenant_id, status, model_id)
-    return Page(items=[ApprovalRead(**a.__dict__) for a in items])
+    return LocalClient(services, who).approvals.list(status=status, model_id=model_id)
 
 
 @router.get("/approvals/{approval_id}", response_model=ApprovalRead)
 def get_approval(approval_id: ApprovalId, services: ServicesDep, who: Reader) -> ApprovalRead:
     """One approval request."""
-    return ApprovalRead(
-        **services.lifecycle.reviews.get_approval(who.tenant_id, approval_id).__dict__
-    )
+    return LocalClient(services, who).approvals.get(approval_id)
 
 
 @router.post("/approvals/{approval_id}/approve", response_model=ApprovalRead)
@@ -47,10 +44,7 @@ def approve(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
     """Approve a pending request (not one of your own, by any of your keys)."""
-    a = services.lifecycle.reviews.decide(
-        who.tenant_id, approval_id, actor=who.owner, approve=True, reason=body.reason
-    )
-    return ApprovalRead(**a.__dict__)
+    return LocalClient(services, who).approvals.approve(approval_id, reason=body.reason)
 
 
 @router.post("/approvals/{approval_id}/reject", response_model=ApprovalRead)
@@ -58,10 +52,7 @@ def reject(
     approval_id: ApprovalId, body: ApprovalDecision, services: ServicesDep, who: Approver
 ) -> ApprovalRead:
     """Reject a pending request, with a reason (not one of your own)."""
-    a = services.lifecycle.reviews.decide(
-        who.tenant_id, approval_id, actor=who.owner, approve=False, reason=body.reason
-    )
-    return ApprovalRead(**a.__dict__)
+    return LocalClient(services, who).approvals.reject(approval_id, reason=body.reason)
 
 
 @router.get("/policy", response_model=PolicyRead)

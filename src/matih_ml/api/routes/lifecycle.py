@@ -3,7 +3,7 @@ approval requests, and its policy override."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -36,8 +36,7 @@ router = APIRouter(
 @router.get("/{model_id}/history", response_model=Page[MoveRead])
 def history(model_id: ModelId, services: ServicesDep, who: Reader) -> Page[MoveRead]:
     """Every stage move of the model: who, when, from, to, why, evidence, forced."""
-    moves = services.lifecycle.history(who.tenant_id, model_id)
-    return Page(items=[MoveRead(**m.__dict__) for m in moves])
+    return LocalClient(services, who).lifecycle.history(model_id)
 
 
 @router.get("/{model_id}/production", response_model=ProductionAt)
@@ -48,11 +47,7 @@ def production_at(
     at: Annotated[datetime | None, Query(description="ISO 8601 time; default now")] = None,
 ) -> ProductionAt:
     """Which version served production at a time."""
-    when = at or datetime.now(UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    version = services.lifecycle.production_at(who.tenant_id, model_id, when)
-    return ProductionAt(model_id=model_id, at=when, version=version)
+    return LocalClient(services, who).lifecycle.production_at(model_id, at)
 
 
 @router.post("/{model_id}/rollback", response_model=ModelRead)
@@ -60,10 +55,7 @@ def rollback(
     model_id: ModelId, body: RollbackRequest, services: ServicesDep, who: Writer
 ) -> ModelRead:
     """Put the previous production version back; the current one goes to development."""
-    result = services.lifecycle.rollback(
-        who.tenant_id, model_id, actor=who.subject, reason=body.reason
-    )
-    return ModelRead.of(result.model)
+    return LocalClient(services, who).lifecycle.rollback(model_id, reason=body.reason)
 
 
 @router.post(
@@ -77,17 +69,14 @@ def record_evaluation(
     who: Writer,
 ) -> EvaluationRead:
     """Record a shadow or A/B evaluation: the evidence the production gate reads."""
-    e = services.lifecycle.reviews.record_evaluation(
-        who.tenant_id,
+    return LocalClient(services, who).lifecycle.record_evaluation(
         model_id,
         version,
         kind=body.kind,
         passed=body.passed,
         metrics=body.metrics,
         notes=body.notes,
-        actor=who.subject,
     )
-    return EvaluationRead(**e.__dict__)
 
 
 @router.get("/{model_id}/versions/{version}/evaluations", response_model=Page[EvaluationRead])
@@ -95,8 +84,7 @@ def list_evaluations(
     model_id: ModelId, version: Version, services: ServicesDep, who: Reader
 ) -> Page[EvaluationRead]:
     """A version's evaluations."""
-    items = services.lifecycle.reviews.list_evaluations(who.tenant_id, model_id, version)
-    return Page(items=[EvaluationRead(**e.__dict__) for e in items])
+    return LocalClient(services, who).lifecycle.list_evaluations(model_id, version)
 
 
 @router.get("/{model_id}/versions/{version}/gates", response_model=Page[GateEvidenceRead])
@@ -104,8 +92,7 @@ def gate_evidence(
     model_id: ModelId, version: Version, services: ServicesDep, who: Reader
 ) -> Page[GateEvidenceRead]:
     """The gate outcomes stored on a version, passed or failed, with reasons."""
-    items = services.lifecycle.gate_evidence(who.tenant_id, model_id, version)
-    return Page(items=[GateEvidenceRead(**g) for g in items])
+    return LocalClient(services, who).lifecycle.gates(model_id, version)
 
 
 @router.post(
@@ -119,11 +106,7 @@ def request_approval(
     who: Writer,
 ) -> ApprovalRead:
     """Ask for a staging version to be approved for production."""
-    # The owner, not the key's name: four eyes compares people.
-    a = services.lifecycle.reviews.request_approval(
-        who.tenant_id, model_id, version, actor=who.owner, comment=body.comment
-    )
-    return ApprovalRead(**a.__dict__)
+    return LocalClient(services, who).approvals.request(model_id, version, comment=body.comment)
 
 
 @router.get("/{model_id}/policy", response_model=PolicyRead)
