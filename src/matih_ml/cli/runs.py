@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,25 +23,12 @@ def runs_list(
     target: Target,
 ) -> None:
     """List an experiment's runs, newest first."""
-    if target.local:
-        services, tenant = target.services()
-        page = services.runs.list_runs(tenant, experiment_id, max_results)
-        rows: list[dict[str, Any]] = [
-            {
-                "run_id": r.info.run_id,
-                "run_name": r.info.run_name,
-                "status": r.info.status,
-                "metrics": dict(r.data.metrics),
-            }
-            for r in page.items
-        ]
-    else:
-        with target.client() as ml:
-            found = ml.experiments.list_runs(experiment_id, max_results=max_results).items
-        rows = [
-            {"run_id": r.run_id, "run_name": r.run_name, "status": r.status, "metrics": r.metrics}
-            for r in found
-        ]
+    with target.doors() as ml:
+        found = ml.experiments.list_runs(experiment_id, max_results=max_results).items
+    rows = [
+        {"run_id": r.run_id, "run_name": r.run_name, "status": r.status, "metrics": r.metrics}
+        for r in found
+    ]
     emit(rows, ("run_id", "run_name", "status", "metrics"), as_json, "Runs")
 
 
@@ -56,10 +43,6 @@ def runs_compare(
     target: Target,
 ) -> None:
     """Compare runs side by side."""
-    if target.local:
-        services, tenant = target.services()
-        rows: Any = services.registry.compare_runs(tenant, run_ids, metric)
-    else:
-        with target.client() as ml:
-            rows = ml.experiments.compare(run_ids, metrics=metric)
+    with target.doors() as ml:
+        rows = ml.experiments.compare(run_ids, metrics=metric)
     emit(rows, ("run_id", "run_name", "status", "parameters", "metrics"), as_json, "Comparison")

@@ -1,4 +1,4 @@
-"""Experiments, their runs, and run comparison."""
+"""Experiments, their runs, and run comparison: HTTP over ``LocalClient.experiments``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from matih_ml.api.body import JsonBodyRoute
-from matih_ml.api.convert import experiment_read, run_read
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.params import ExperimentId, MaxResults, PageToken
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.schemas import ComparisonRow, ExperimentRead, Page, RunRead
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1/experiments", tags=["experiments"], responses=ERRORS, route_class=JsonBodyRoute
@@ -26,9 +26,8 @@ def list_experiments(
     max_results: MaxResults = 100,
 ) -> Page[ExperimentRead]:
     """List the tenant's experiments."""
-    page = services.runs.list_experiments(who.tenant_id, max_results, page_token)
-    return Page(
-        items=[experiment_read(e) for e in page.items], next_page_token=page.next_page_token
+    return LocalClient(services, who).experiments.list(
+        page_token=page_token, max_results=max_results
     )
 
 
@@ -49,16 +48,15 @@ def compare_runs(
     """Compare runs side by side (one query for all of them)."""
     ids = [r.strip() for r in run_ids.split(",") if r.strip()]
     keys = [m.strip() for m in metrics.split(",") if m.strip()]
-    rows = services.registry.compare_runs(
-        who.tenant_id, ids, keys, only_differences=only_differences
+    return LocalClient(services, who).experiments.compare(
+        ids, metrics=keys, only_differences=only_differences
     )
-    return [ComparisonRow(**r) for r in rows]
 
 
 @router.get("/{exp_id}", response_model=ExperimentRead)
 def get_experiment(exp_id: ExperimentId, services: ServicesDep, who: Reader) -> ExperimentRead:
     """Get one experiment."""
-    return experiment_read(services.runs.get_experiment(who.tenant_id, exp_id))
+    return LocalClient(services, who).experiments.get(exp_id)
 
 
 @router.get("/{exp_id}/runs", response_model=Page[RunRead])
@@ -70,5 +68,6 @@ def list_runs(
     max_results: MaxResults = 100,
 ) -> Page[RunRead]:
     """List an experiment's runs, newest first."""
-    page = services.runs.list_runs(who.tenant_id, exp_id, max_results, page_token)
-    return Page(items=[run_read(r) for r in page.items], next_page_token=page.next_page_token)
+    return LocalClient(services, who).experiments.list_runs(
+        exp_id, page_token=page_token, max_results=max_results
+    )
