@@ -1,5 +1,5 @@
 """``matih-ml models``: a tenant's models, on a server (default) or, with ``--local``, on
-the server's own stores."""
+the server's own stores; either way through the same contracts (``target.doors()``)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,8 @@ def models_list(
     target: Target,
 ) -> None:
     """List a tenant's models."""
-    if target.local:
-        services, tenant = target.services()
-        rows: Any = services.registry.list_models(tenant, stage, framework)
-    else:
-        with target.client() as ml:
-            rows = list(ml.models.all(stage=stage, framework=framework))  # type: ignore[arg-type]
+    with target.doors() as ml:
+        rows = list(ml.models.all(stage=stage, framework=framework))  # type: ignore[arg-type]
     emit(rows, _MODEL_COLS, as_json, "Models")
 
 
@@ -46,14 +42,9 @@ def models_list(
 @targeted
 def models_show(model_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
     """Show one model and its versions."""
-    if target.local:
-        services, tenant = target.services()
-        md: Any = services.registry.require_model(tenant, model_id)
-        versions: Any = services.registry.list_versions(tenant, model_id)
-    else:
-        with target.client() as ml:
-            md = ml.models.get(model_id)
-            versions = ml.models.list_versions(model_id).items
+    with target.doors() as ml:
+        md = ml.models.get(model_id)
+        versions = ml.models.list_versions(model_id).items
     if as_json:
         typer.echo(json.dumps({**plain(md), "version_details": plain(versions)}, indent=2))
         return
@@ -125,20 +116,17 @@ def models_register(
         raise ValidationError("--run-id and --run-id-file name different runs; give one.")
     if stage is not None and stage not in _LANDINGS:
         raise ValidationError(f"--stage must be one of {', '.join(_LANDINGS)}; got {stage!r}.")
-    if target.local:
-        result = _register_local(target, model, run, path, stage)
-    else:
-        result = _register_remote(target, model, run, path, stage)
+    result = _register(target, model, run, path, stage)
     if not as_json:
         verb = "Registered" if result["created"] else "Already registered"
         stderr.print(f"{verb}: {model} version {result['version']} ({result['stage']}).")
     emit(result, _VERSION_COLS, as_json, "Registered")
 
 
-def _register_remote(
-    target: Target, model: str, run: str, path: str, stage: str | None
-) -> dict[str, Any]:
-    with target.client() as ml, stderr.status(f"Registering {model} from run {run}..."):
+def _register(target: Target, model: str, run: str, path: str, stage: str | None) -> dict[str, Any]:
+    """Register the run's model, then bring a new (or still development) version to
+    ``stage``; the same run again answers its version where it is."""
+    with target.doors() as ml, stderr.status(f"Registering {model} from run {run}..."):
         md = ml.models.register(model, run, artifact_path=path)
         version = str(md.registered_version)
         current = ml.models.get_version(model, version)
@@ -156,28 +144,6 @@ def _register_remote(
     }
 
 
-def _register_local(
-    target: Target, model: str, run: str, path: str, stage: str | None
-) -> dict[str, Any]:
-    services, tenant = target.services()
-    with stderr.status(f"Registering {model} from run {run}..."):
-        # The one registration path: a new version lands at MATIH_REGISTER_STAGE first.
-        done = services.lifecycle.register_run(
-            tenant, model, run, artifact_path=path, created_by="cli"
-        )
-        v, created = done.version, done.created
-        if stage and v.stage == "development" and stage != "development":
-            services.lifecycle.land(tenant, model, v.version, stage, actor="cli")
-            v = services.registry.get_version(tenant, model, v.version)
-    return {
-        "model_id": model,
-        "version": v.version,
-        "stage": v.stage,
-        "run_id": run,
-        "created": created,
-    }
-
-
 @models_app.command("promote")
 @handles_errors
 @targeted
@@ -192,20 +158,14 @@ def models_promote(
     target: Target,
 ) -> None:
     """Move a version to another stage, through the gates."""
-    if target.local:
-        services, tenant = target.services()
-        md: Any = services.lifecycle.transition_stage(
-            tenant, model_id, version, stage, actor="cli", reason=reason, force=force
-        ).model
-    else:
-        with target.client() as ml:
-            md = ml.lifecycle.transition(
-                model_id,
-                version,
-                stage,  # type: ignore[arg-type]
-                reason=reason,
-                force=force,
-            )
+    with target.doors() as ml:
+        md = ml.lifecycle.transition(
+            model_id,
+            version,
+            stage,  # type: ignore[arg-type]
+            reason=reason,
+            force=force,
+        )
     emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
 
 
@@ -220,7 +180,7 @@ def models_rollback(
     target: Target,
 ) -> None:
     """Put the previous production version back in production."""
-    with target.client() as ml:
+    with target.doors() as ml:
         md = ml.lifecycle.rollback(model_id, reason=reason)
     emit(md, _MODEL_COLS, as_json, f"Model {model_id}")
 
@@ -230,7 +190,7 @@ def models_rollback(
 @targeted
 def models_history(model_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
     """A model's stage moves, oldest first."""
-    with target.client() as ml:
+    with target.doors() as ml:
         moves = ml.lifecycle.history(model_id).items
     emit(
         moves,
@@ -255,7 +215,7 @@ def models_download(
     """Fetch a version's files (its MLmodel, weights, requirements.txt, model card)."""
     if (stage is None) == (version is None):
         raise ValidationError("Give one of --stage and --version.")
-    with target.client() as ml:
+    with target.doors() as ml:
         if version is None:
             found = [v.version for v in ml.models.list_versions(model_id).items if v.stage == stage]
             if not found:

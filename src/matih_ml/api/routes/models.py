@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import PurePosixPath
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError as PydanticValidationError
@@ -24,7 +23,7 @@ from matih_ml.api.params import (
     Version,
 )
 from matih_ml.api.routes._common import ERRORS
-from matih_ml.auth.principal import Permission
+from matih_ml.contracts.names import UploadFrameworkName
 from matih_ml.contracts.schemas import (
     ArtifactRead,
     ModelCreate,
@@ -38,8 +37,7 @@ from matih_ml.contracts.schemas import (
     VersionWithCard,
 )
 from matih_ml.errors import ValidationError
-from matih_ml.registry.uploads import uploaded_model
-from matih_ml.services import Services
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1/models", tags=["models"], responses=ERRORS, route_class=JsonBodyRoute
@@ -105,14 +103,33 @@ async def register_model(
         data = await upload.read()
         meta = _upload_metadata(form.get("metadata"))
         return await run_in_threadpool(
-            _register_upload, services, who.tenant_id, who.subject, name, framework, data, meta
+            LocalClient(services, who).models.upload,
+            name,
+            data,
+            # Checked where the file is read (registry.uploads), as for any caller.
+            framework=cast(UploadFrameworkName, framework),
+            description=meta.description,
+            metrics=meta.metrics,
+            parameters=meta.parameters,
+            tags=meta.tags,
+            model_type=meta.model_type,
         )
     if ctype.startswith("application/json") or not ctype:
         try:
             body = ModelCreate.model_validate_json(await request.body() or b"{}")
         except PydanticValidationError as exc:
             raise _as_validation(exc) from None
-        read = await run_in_threadpool(_register_run, services, who.tenant_id, who.subject, body)
+        read = await run_in_threadpool(
+            LocalClient(services, who).models.register,
+            body.name,
+            body.run_id,
+            artifact_path=body.artifact_path,
+            framework=body.framework,
+            description=body.description,
+            metrics=body.metrics,
+            parameters=body.parameters,
+            tags=body.tags,
+        )
         if read.created is False:
             response.status_code = 200  # nothing was created: the run's version, as it was
         return read
@@ -150,48 +167,6 @@ def _upload_metadata(raw: Any) -> UploadMetadata:
         ) from None
 
 
-def _register_upload(
-    services: Services,
-    tenant: str,
-    subject: str,
-    name: str,
-    framework: str,
-    data: bytes,
-    meta: UploadMetadata,
-) -> ModelRead:
-    with uploaded_model(tenant, framework, data, services.runtime) as model:
-        md, v = services.lifecycle.register_model(
-            tenant,
-            name,
-            model,
-            framework,
-            meta.metrics,
-            meta.parameters,
-            meta.tags,
-            description=meta.description,
-            model_type=meta.model_type,
-            created_by=subject,
-        )
-    return ModelRead.of(md, v.version)
-
-
-def _register_run(services: Services, tenant: str, subject: str, body: ModelCreate) -> ModelRead:
-    done = services.lifecycle.register_run(
-        tenant,
-        body.name,
-        body.run_id,
-        artifact_path=body.artifact_path,
-        description=body.description,
-        tags=body.tags,
-        created_by=subject,
-        framework=body.framework,
-        metrics=body.metrics,
-        parameters=body.parameters,
-    )
-    found = services.registry.require_model(tenant, body.name)
-    return ModelRead.of(found, done.version.version, done.created)
-
-
 _TAG_KEY = r"[\w\-. /:]+"
 NameQuery = Annotated[
     str | None,
@@ -219,28 +194,26 @@ def list_models(
     max_results: MaxResults = 100,
 ) -> Page[ModelRead]:
     """List the tenant's models: by stage, framework, part of the name, and a tag."""
-    page = services.registry.list_models_page(
-        who.tenant_id,
+    return LocalClient(services, who).models.list(
         stage=stage,
         framework=framework,
-        max_results=max_results,
-        page_token=page_token,
         q=q,
         tag=tag,
+        page_token=page_token,
+        max_results=max_results,
     )
-    return Page(items=[ModelRead.of(m) for m in page.items], next_page_token=page.next_page_token)
 
 
 @router.get("/{model_id}", response_model=ModelRead)
 def get_model(model_id: ModelId, services: ServicesDep, who: Reader) -> ModelRead:
     """Get one model."""
-    return ModelRead.of(services.registry.require_model(who.tenant_id, model_id))
+    return LocalClient(services, who).models.get(model_id)
 
 
 @router.delete("/{model_id}", status_code=204)
 def delete_model(model_id: ModelId, services: ServicesDep, who: Admin) -> Response:
     """Delete a model and its versions (refused while one is in production)."""
-    services.lifecycle.delete_model(who.tenant_id, model_id, actor=who.subject)
+    LocalClient(services, who).models.delete(model_id)
     return Response(status_code=204)
 
 
@@ -254,26 +227,22 @@ def create_version(
     model_id: ModelId, body: VersionCreate, response: Response, services: ServicesDep, who: Writer
 ) -> VersionRegistered:
     """Register a run's model as a new version (the same run again: its version, 200)."""
-    done = services.lifecycle.register_run(
-        who.tenant_id,
+    done = LocalClient(services, who).models.create_version(
         model_id,
         body.run_id,
         artifact_path=body.artifact_path,
         description=body.description,
         tags=body.tags,
-        created_by=who.subject,
     )
-    v = done.version
     if not done.created:
         response.status_code = 200
-    return VersionRegistered(**VersionRead.of(v).model_dump(), created=done.created)
+    return done
 
 
 @router.get("/{model_id}/versions", response_model=Page[VersionRead])
 def list_versions(model_id: ModelId, services: ServicesDep, who: Reader) -> Page[VersionRead]:
     """List a model's versions, newest first."""
-    items = services.registry.list_versions(who.tenant_id, model_id)
-    return Page(items=[VersionRead.of(v) for v in items])
+    return LocalClient(services, who).models.list_versions(model_id)
 
 
 @router.get("/{model_id}/versions/{version}", response_model=VersionWithCard)
@@ -285,9 +254,7 @@ def get_version(
     with_card: Annotated[bool, Query(description="Include the version's model card")] = False,
 ) -> VersionWithCard:
     """Get one version (and, asked, its model card: the registry's model_card.md)."""
-    v = VersionRead.of(services.registry.get_version(who.tenant_id, model_id, version))
-    card = services.registry.model_card(who.tenant_id, model_id, version) if with_card else None
-    return VersionWithCard(**v.model_dump(), model_card=card)
+    return LocalClient(services, who).models.get_version(model_id, version, with_card=with_card)
 
 
 @router.get("/{model_id}/versions/{version}/files", response_model=list[ArtifactRead])
@@ -299,8 +266,7 @@ def list_version_files(
     path: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> list[ArtifactRead]:
     """List the version's own files (the registry's copy) at ``path``."""
-    files = services.registry.list_version_files(who.tenant_id, model_id, version, path)
-    return [ArtifactRead(path=f.path, is_dir=f.is_dir, file_size=f.file_size) for f in files]
+    return LocalClient(services, who).models.list_files(model_id, version, path)
 
 
 @router.get(
@@ -312,12 +278,9 @@ def download_version_file(
     model_id: ModelId, version: Version, path: ArtifactPath, services: ServicesDep, who: Reader
 ) -> Response:
     """Download one of the version's own files."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = services.registry.download_version_file(
-            who.tenant_id, model_id, version, path, Path(tmp)
-        )
-        data = local.read_bytes()
-    return attachment(data, local.name)
+    data = LocalClient(services, who).models.read_file(model_id, version, path)
+    # The file keeps its own name (the registry's copy is written under the path given).
+    return attachment(data, PurePosixPath(path).name)
 
 
 @router.delete("/{model_id}/versions/{version}", status_code=204)
@@ -325,7 +288,7 @@ def delete_version(
     model_id: ModelId, version: Version, services: ServicesDep, who: Admin
 ) -> Response:
     """Delete a development, staging or archived version."""
-    services.lifecycle.delete_version(who.tenant_id, model_id, version, actor=who.subject)
+    LocalClient(services, who).models.delete_version(model_id, version)
     return Response(status_code=204)
 
 
@@ -334,15 +297,6 @@ def transition_stage(
     model_id: ModelId, body: StageChange, services: ServicesDep, who: Writer
 ) -> ModelRead:
     """Move a version to another stage, through the gates (admins may force, with a reason)."""
-    if body.force:
-        who.require(Permission.ADMIN)
-    result = services.lifecycle.transition_stage(
-        who.tenant_id,
-        model_id,
-        body.version,
-        body.stage,
-        actor=who.subject,
-        reason=body.reason,
-        force=body.force,
+    return LocalClient(services, who).lifecycle.transition(
+        model_id, body.version, body.stage, reason=body.reason, force=body.force
     )
-    return ModelRead.of(result.model)

@@ -1,0 +1,272 @@
+"""Registered models, their versions and their files, in process (``RegistryContract``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from matih_ml.auth.principal import Permission
+from matih_ml.contracts.names import FrameworkName, StageName, UploadFrameworkName
+from matih_ml.contracts.protocols import ArtifactList, ModelFile, ParamValue, RegistryContract
+from matih_ml.contracts.schemas import (
+    ArtifactRead,
+    ModelCreate,
+    ModelRead,
+    Page,
+    UploadMetadata,
+    VersionCreate,
+    VersionRead,
+    VersionRegistered,
+    VersionWithCard,
+)
+from matih_ml.contracts.walk import ModelsWalk
+from matih_ml.errors import ValidationError
+from matih_ml.local._base import Door, implements
+from matih_ml.registry.uploads import uploaded_model
+
+B = TypeVar("B", bound=BaseModel)
+
+
+@implements(RegistryContract)
+class LocalModels(ModelsWalk, Door):
+    """The tenant's registered models, their versions and the versions' own files.
+
+    Registrations are made by the caller's subject (``created_by``), as over REST.
+    """
+
+    def list(
+        self,
+        *,
+        stage: StageName | None = None,
+        framework: FrameworkName | None = None,
+        q: str | None = None,
+        tag: str | None = None,
+        page_token: str | None = None,
+        max_results: int = 100,
+    ) -> Page[ModelRead]:
+        tenant = self._need(Permission.READ)
+        page = self._s.registry.list_models_page(
+            tenant,
+            stage=stage,
+            framework=framework,
+            max_results=max_results,
+            page_token=page_token,
+            q=q,
+            tag=tag,
+        )
+        return Page(
+            items=[ModelRead.of(m) for m in page.items], next_page_token=page.next_page_token
+        )
+
+    def get(self, model_id: str) -> ModelRead:
+        tenant = self._need(Permission.READ)
+        return ModelRead.of(self._s.registry.require_model(tenant, model_id))
+
+    def delete(self, model_id: str) -> None:
+        tenant = self._need(Permission.ADMIN)
+        self._s.lifecycle.delete_model(tenant, model_id, actor=self._who.subject)
+
+    def register(
+        self,
+        name: str,
+        run_id: str,
+        *,
+        artifact_path: str = "model",
+        framework: FrameworkName | None = None,
+        description: str = "",
+        metrics: Mapping[str, float] | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelRead:
+        tenant = self._need(Permission.WRITE)
+        # The REST body's own checks (name, run id, lengths, finite metrics), for callers
+        # that did not come through a request body.
+        body = _checked(
+            ModelCreate,
+            name=name,
+            run_id=run_id,
+            artifact_path=artifact_path,
+            framework=framework,
+            description=description,
+            metrics=_plain(metrics),
+            parameters=_plain(parameters),
+            tags=_plain(tags),
+        )
+        done = self._s.lifecycle.register_run(
+            tenant,
+            body.name,
+            body.run_id,
+            artifact_path=body.artifact_path,
+            description=body.description,
+            tags=body.tags,
+            created_by=self._who.subject,
+            framework=body.framework,
+            metrics=body.metrics,
+            parameters=body.parameters,
+        )
+        found = self._s.registry.require_model(tenant, body.name)
+        return ModelRead.of(found, done.version.version, done.created)
+
+    def upload(
+        self,
+        name: str,
+        file: ModelFile,
+        *,
+        framework: UploadFrameworkName,
+        description: str = "",
+        metrics: Mapping[str, float] | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+        model_type: str | None = None,
+    ) -> ModelRead:
+        tenant = self._need(Permission.WRITE)
+        meta = _checked(
+            UploadMetadata,
+            description=description,
+            metrics=_plain(metrics),
+            parameters=_plain(parameters),
+            tags=_plain(tags),
+            model_type=model_type,
+        )
+        data = _file_bytes(file)
+        # A pickle is opened by the tenant's upload sandbox, never here (registry.uploads).
+        with uploaded_model(tenant, framework, data, self._s.runtime) as model:
+            md, v = self._s.lifecycle.register_model(
+                tenant,
+                name,
+                model,
+                framework,
+                meta.metrics,
+                meta.parameters,
+                meta.tags,
+                description=meta.description,
+                model_type=meta.model_type,
+                created_by=self._who.subject,
+            )
+        return ModelRead.of(md, v.version)
+
+    def create_version(
+        self,
+        model_id: str,
+        run_id: str,
+        *,
+        artifact_path: str = "model",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> VersionRegistered:
+        tenant = self._need(Permission.WRITE)
+        body = _checked(
+            VersionCreate,
+            run_id=run_id,
+            artifact_path=artifact_path,
+            description=description,
+            tags=_plain(tags),
+        )
+        done = self._s.lifecycle.register_run(
+            tenant,
+            model_id,
+            body.run_id,
+            artifact_path=body.artifact_path,
+            description=body.description,
+            tags=body.tags,
+            created_by=self._who.subject,
+        )
+        return VersionRegistered(**VersionRead.of(done.version).model_dump(), created=done.created)
+
+    def list_versions(self, model_id: str) -> Page[VersionRead]:
+        tenant = self._need(Permission.READ)
+        items = self._s.registry.list_versions(tenant, model_id)
+        return Page(items=[VersionRead.of(v) for v in items])
+
+    def get_version(
+        self, model_id: str, version: str | int, *, with_card: bool = False
+    ) -> VersionWithCard:
+        tenant = self._need(Permission.READ)
+        v = VersionRead.of(self._s.registry.get_version(tenant, model_id, version))
+        card = self._s.registry.model_card(tenant, model_id, version) if with_card else None
+        return VersionWithCard(**v.model_dump(), model_card=card)
+
+    def delete_version(self, model_id: str, version: str | int) -> None:
+        tenant = self._need(Permission.ADMIN)
+        self._s.lifecycle.delete_version(tenant, model_id, version, actor=self._who.subject)
+
+    def list_files(
+        self, model_id: str, version: str | int, path: str | None = None
+    ) -> ArtifactList:
+        tenant = self._need(Permission.READ)
+        files = self._s.registry.list_version_files(tenant, model_id, version, path)
+        return [ArtifactRead(path=f.path, is_dir=f.is_dir, file_size=f.file_size) for f in files]
+
+    def read_file(self, model_id: str, version: str | int, path: str) -> bytes:
+        tenant = self._need(Permission.READ)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._s.registry.download_version_file(
+                tenant, model_id, version, path, Path(tmp)
+            )
+            return local.read_bytes()
+
+    def download(
+        self, model_id: str, version: str | int, dest: str | Path, *, path: str | None = None
+    ) -> Path:
+        self._need(Permission.READ)
+        root = Path(dest)
+        inside = root.resolve()
+        pending = [path]
+        while pending:
+            for entry in self.list_files(model_id, version, pending.pop()):
+                if entry.is_dir:
+                    pending.append(entry.path)
+                    continue
+                target = (root / entry.path).resolve()
+                # The same refusal as the HTTP client's: nothing lands outside dest.
+                if Path(entry.path).is_absolute() or not target.is_relative_to(inside):
+                    raise ValidationError(
+                        f"The registry listed {entry.path!r}, which is outside {root}.",
+                        details={"path": entry.path},
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.read_file(model_id, version, entry.path))
+        return root
+
+
+def _plain(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A body field's mapping as a dict ({} for None)."""
+    return dict(mapping) if mapping else {}
+
+
+def _checked(model: type[B], **fields: Any) -> B:
+    """``fields`` checked against the REST body's type, refused as the API refuses them.
+
+    Raises:
+        ValidationError: Naming the first bad field (``details["problems"]`` has all).
+    """
+    try:
+        return model.model_validate(fields)
+    except PydanticValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        first = problems[0]
+        raise ValidationError(
+            f"{first['field']}: {first['message']}", details={"problems": problems}
+        ) from None
+
+
+def _file_bytes(file: ModelFile) -> bytes:
+    """The bytes of a model file given as bytes, a path, or an open binary file."""
+    if isinstance(file, bytes | bytearray):
+        return bytes(file)
+    if isinstance(file, str | os.PathLike):
+        return Path(file).read_bytes()
+    data: Any = file.read()
+    if not isinstance(data, bytes):
+        raise ValidationError(
+            "The model file must be opened in binary mode ('rb').", details={"field": "file"}
+        )
+    return data
