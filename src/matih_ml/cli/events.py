@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -27,13 +27,8 @@ def events_list(
     target: Target,
 ) -> None:
     """A tenant's events, oldest first."""
-    if target.local:
-        services, tenant = target.services()
-        services.tenants.ensure(tenant, create=False)
-        items: Any = services.events.feed(tenant, after=after, limit=limit)
-    else:
-        with target.client() as ml:
-            items = ml.events.feed(after=after, limit=limit).items
+    with target.doors() as ml:
+        items = ml.events.feed(after=after, limit=limit).items
     emit(items, ("sequence", "type", "subject", "time", "id"), as_json, "Events")
 
 

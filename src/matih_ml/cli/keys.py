@@ -1,14 +1,16 @@
-"""``matih-ml keys``: an operator's command, on the server's own stores."""
+"""``matih-ml keys``: an operator's command, on the server's own stores (``create``
+goes through the tenant's admin door, ``matih_ml.local``, as an operator)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
 from matih_ml.cli.output import JsonOpt, TenantOpt, emit, handles_errors, load_services, plain
+from matih_ml.contracts.names import RoleName
+from matih_ml.local import LocalClient
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -32,25 +34,27 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; the key is printed this once."""
-    services = load_services()
-    services.tenants.ensure(tenant, create=False)
-    new = services.api_keys.create(tenant, role, name, created_by="cli", owner=owner)
+    # The tenant's admin door, as an operator: the same rules as POST /api/v1/keys (the
+    # operator is recorded as the creator). The store checks the role's name.
+    with LocalClient.operator(load_services(), tenant) as ml:
+        new = ml.keys.create(cast(RoleName, role), name=name, owner=owner)
     if as_json:
-        typer.echo(json.dumps(plain({**asdict(new.info), "key": new.secret}), indent=2))
+        # Python values through plain(), not the model's JSON mode: times keep the
+        # "+00:00" this command has always printed.
+        typer.echo(json.dumps(plain(new.model_dump()), indent=2))
         return
     # Plain lines, not a table: rich wraps or cuts a cell to the terminal's width, and
     # the key must come out whole, on a line of its own, to be copied.
-    info = new.info
     for label, value in (
-        ("key_id", info.key_id),
-        ("tenant", info.tenant_id),
-        ("name", info.name),
-        ("owner", info.owner),
-        ("role", info.role),
+        ("key_id", new.key_id),
+        ("tenant", new.tenant_id),
+        ("name", new.name),
+        ("owner", new.owner),
+        ("role", new.role),
     ):
         typer.echo(f"{label + ':':8}{value}")
     typer.echo("The key, shown this once:")
-    typer.echo(new.secret)
+    typer.echo(new.key)
 
 
 @keys_app.command("list")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -27,18 +27,8 @@ def webhooks_create(
     target: Target,
 ) -> None:
     """Add a webhook; prints its signing secret, once."""
-    if target.local:
-        services, tenant = target.services()
-        services.tenants.ensure(tenant, create=False)
-        hook, secret = services.webhooks.create(
-            tenant, receiver, event_types=event_type, description=description, actor="cli"
-        )
-        row: Any = {**hook.__dict__, "secret": secret}
-    else:
-        with target.client() as ml:
-            row = ml.webhooks.create(
-                receiver, event_types=event_type or (), description=description
-            )
+    with target.doors() as ml:
+        row = ml.webhooks.create(receiver, event_types=event_type or (), description=description)
     emit(row, ("id", "url", "event_types", "secret"), as_json, "Webhook (the secret is shown once)")
 
 
@@ -47,12 +37,8 @@ def webhooks_create(
 @targeted
 def webhooks_list(as_json: JsonOpt = False, *, target: Target) -> None:
     """A tenant's webhooks."""
-    if target.local:
-        services, tenant = target.services()
-        rows: Any = services.webhooks.list(tenant)
-    else:
-        with target.client() as ml:
-            rows = ml.webhooks.list().items
+    with target.doors() as ml:
+        rows = ml.webhooks.list().items
     emit(rows, ("id", "url", "event_types", "active"), as_json, "Webhooks")
 
 
@@ -61,12 +47,8 @@ def webhooks_list(as_json: JsonOpt = False, *, target: Target) -> None:
 @targeted
 def webhooks_delete(webhook_id: str, as_json: JsonOpt = False, *, target: Target) -> None:
     """Remove a webhook (its undelivered events are cancelled)."""
-    if target.local:
-        services, tenant = target.services()
-        services.webhooks.delete(tenant, webhook_id)
-    else:
-        with target.client() as ml:
-            ml.webhooks.delete(webhook_id)
+    with target.doors() as ml:
+        ml.webhooks.delete(webhook_id)
     if as_json:
         typer.echo(json.dumps({"deleted": webhook_id}))
 
@@ -78,12 +60,8 @@ def webhooks_deliveries(
     webhook_id: str, state: str | None = None, as_json: JsonOpt = False, *, target: Target
 ) -> None:
     """A webhook's deliveries: state, attempts, last error."""
-    if target.local:
-        services, tenant = target.services()
-        items: Any = services.webhooks.deliveries(tenant, webhook_id, state=state)
-    else:
-        with target.client() as ml:
-            items = ml.webhooks.deliveries(webhook_id, state=state).items  # type: ignore[arg-type]
+    with target.doors() as ml:
+        items = ml.webhooks.deliveries(webhook_id, state=state).items  # type: ignore[arg-type]
     emit(
         items, ("sequence", "event_type", "state", "attempts", "last_error"), as_json, "Deliveries"
     )

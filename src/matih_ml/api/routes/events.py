@@ -11,7 +11,8 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.schemas import EventFeed
-from matih_ml.events.catalog import EventType, json_schemas
+from matih_ml.events.catalog import EventType
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1/events", tags=["events"], responses=ERRORS, route_class=JsonBodyRoute
@@ -33,14 +34,11 @@ async def feed(
     Poll with ``after`` set to the returned ``cursor``; events are numbered 1, 2, 3...
     per tenant in the order their changes were committed.
     """
-    items = await run_in_threadpool(
-        services.events.feed, who.tenant_id, after=after, types=types or (), limit=limit
-    )
-    cursor = items[-1]["sequence"] if items else after
-    return EventFeed(items=items, cursor=cursor)
+    door = LocalClient(services, who).events
+    return await run_in_threadpool(door.feed, after=after, types=types, limit=limit)
 
 
 @router.get("/schemas")
-def schemas(who: Reader) -> dict[str, Any]:
+def schemas(services: ServicesDep, who: Reader) -> dict[str, Any]:
     """The event catalog: the envelope's JSON schema and each type's ``data`` schema."""
-    return json_schemas()
+    return LocalClient(services, who).events.schemas()

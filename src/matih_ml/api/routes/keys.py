@@ -9,6 +9,7 @@ from matih_ml.api.deps import Admin, ServicesDep
 from matih_ml.api.params import KeyId
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.schemas import KeyCreate, KeyCreated, KeyRead, Page
+from matih_ml.local import LocalClient
 
 router = APIRouter(
     prefix="/api/v1/keys", tags=["keys"], responses=ERRORS, route_class=JsonBodyRoute
@@ -18,19 +19,16 @@ router = APIRouter(
 @router.post("", status_code=201, response_model=KeyCreated)
 def create_key(body: KeyCreate, services: ServicesDep, who: Admin) -> KeyCreated:
     """Create an API key for the caller's tenant; the key is in this answer only."""
-    new = services.api_keys.create(
-        who.tenant_id, body.role, body.name, created_by=who.owner, owner=body.owner
-    )
-    return KeyCreated(**new.info.__dict__, key=new.secret)
+    return LocalClient(services, who).keys.create(body.role, name=body.name, owner=body.owner)
 
 
 @router.get("", response_model=Page[KeyRead])
 def list_keys(services: ServicesDep, who: Admin) -> Page[KeyRead]:
     """List the tenant's API keys (never their secrets)."""
-    return Page(items=[KeyRead(**k.__dict__) for k in services.api_keys.list(who.tenant_id)])
+    return LocalClient(services, who).keys.list()
 
 
 @router.delete("/{key_id}", response_model=KeyRead)
 def revoke_key(key_id: KeyId, services: ServicesDep, who: Admin) -> KeyRead:
     """Revoke one of the tenant's API keys."""
-    return KeyRead(**services.api_keys.revoke(who.tenant_id, key_id).__dict__)
+    return LocalClient(services, who).keys.revoke(key_id)
