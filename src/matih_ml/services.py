@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from matih_ml.auth.api_keys import ApiKeyStore
 from matih_ml.auth.jwt_tokens import JwtVerifier
@@ -28,6 +30,12 @@ from matih_ml.tenancy import TenantDirectory
 from matih_ml.tracking.runs import RunService
 from matih_ml.training.jobs import JobService
 
+if TYPE_CHECKING:
+    from matih_ml.serving.service import PredictionService
+
+# Guards building each Services' PredictionService once (two first requests at once).
+_serving_lock = threading.Lock()
+
 
 @dataclass(frozen=True)
 class Services:
@@ -49,6 +57,27 @@ class Services:
     jobs: JobService
     runtime: ModelRuntime
     projector: StageProjector
+
+    @property
+    def serving(self) -> PredictionService:
+        """The PredictionService over these services, built on first use (one each).
+
+        The REST routes and the in-process doors (``matih_ml.local``) score with this
+        one object: one model cache, one resolver, one set of traffic figures. The
+        API's lifespan starts and stops it. Built lazily, as serving imports the
+        monitoring stack, which a command that lists models does not need.
+        """
+        found: PredictionService | None = self.__dict__.get("_serving")
+        if found is None:
+            with _serving_lock:
+                found = self.__dict__.get("_serving")
+                if found is None:
+                    from matih_ml.serving.service import PredictionService
+
+                    found = PredictionService(self)
+                    # Frozen: the fields are; this cache is not one (replace() builds anew).
+                    object.__setattr__(self, "_serving", found)
+        return found
 
 
 def build_services(settings: Settings) -> Services:

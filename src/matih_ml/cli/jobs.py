@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,46 +18,21 @@ from matih_ml.errors import ValidationError
 
 if TYPE_CHECKING:
     from matih_ml.client import MatihClient
-    from matih_ml.services import Services
-    from matih_ml.training.jobs import Job
+    from matih_ml.contracts.schemas import JobRead
+    from matih_ml.local import LocalClient
 
 jobs_app = typer.Typer(help="Training jobs on Ray.", no_args_is_help=True)
 
 JobArg = Annotated[str, typer.Argument(help="The job id (job_...).")]
 _COLUMNS = ("job_id", "name", "model_name", "status", "outcome", "reason", "created_at")
-_DONE = ("succeeded", "failed", "cancelled")
 
 
 def _emit_job(job: Any, as_json: bool) -> None:
     emit(job, _COLUMNS, as_json, f"Training job {job.job_id}")
 
 
-def _follow(services: Services, tenant: str, job_id: str, *, quiet: bool) -> Job:
+def _follow(ml: MatihClient | LocalClient, job_id: str, *, quiet: bool) -> JobRead:
     """Print the job's log lines until it ends; return it."""
-    after = 0
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task(job_id, total=None)
-        while True:
-            job = services.jobs.get(tenant, job_id)
-            for line in services.jobs.logs(tenant, job_id, after=after):
-                after = line.seq
-                if not quiet:
-                    progress.console.print(f"{line.at:%H:%M:%S} {line.line}", highlight=False)
-            progress.update(task, description=f"{job_id} {job.status}")
-            if job.status in _DONE:
-                return job
-            time.sleep(0.5)
-
-
-def _follow_remote(ml: MatihClient, job_id: str, *, quiet: bool) -> Any:
-    """As :func:`_follow`, through the server."""
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -90,17 +64,10 @@ def jobs_submit(
         body = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise ValidationError(f"--file {str(file)!r}: {exc}") from None
-    if target.local:
-        services, tenant = target.services()
-        services.tenants.ensure(tenant, create=services.settings.auto_create_tenants)
-        job: Any = services.jobs.submit(tenant, body, actor="cli")
+    with target.doors() as ml:
+        job = ml.jobs.submit(body)
         if wait:
-            job = _follow(services, tenant, job.job_id, quiet=as_json)
-    else:
-        with target.client() as ml:
-            job = ml.jobs.submit(body)
-            if wait:
-                job = _follow_remote(ml, job.job_id, quiet=as_json)
+            job = _follow(ml, job.job_id, quiet=as_json)
     _emit_job(job, as_json)
     if wait and job.status != "succeeded":
         raise typer.Exit(1)
@@ -111,11 +78,7 @@ def jobs_submit(
 @targeted
 def jobs_status(job_id: JobArg, as_json: JsonOpt = False, *, target: Target) -> None:
     """A job's status, outcome and reason (with --json, its figures too)."""
-    if target.local:
-        services, tenant = target.services()
-        _emit_job(services.jobs.get(tenant, job_id), as_json)
-        return
-    with target.client() as ml:
+    with target.doors() as ml:
         _emit_job(ml.jobs.get(job_id), as_json)
 
 
@@ -130,12 +93,9 @@ def jobs_list(
     target: Target,
 ) -> None:
     """A tenant's jobs, newest first."""
-    if target.local:
-        services, tenant = target.services()
-        jobs: Any = services.jobs.list(tenant, status=status, limit=limit)
-    else:
-        with target.client() as ml:
-            jobs = ml.jobs.list(status=status, limit=limit).items  # type: ignore[arg-type]
+    with target.doors() as ml:
+        # A status the contract does not name is refused by either door (a 422).
+        jobs = ml.jobs.list(status=status, limit=limit).items  # type: ignore[arg-type]
     emit(jobs, _COLUMNS, as_json, "Training jobs")
 
 
@@ -144,11 +104,7 @@ def jobs_list(
 @targeted
 def jobs_cancel(job_id: JobArg, as_json: JsonOpt = False, *, target: Target) -> None:
     """Cancel a queued job, or ask a running one to stop."""
-    if target.local:
-        services, tenant = target.services()
-        _emit_job(services.jobs.cancel(tenant, job_id, actor="cli"), as_json)
-        return
-    with target.client() as ml:
+    with target.doors() as ml:
         _emit_job(ml.jobs.cancel(job_id), as_json)
 
 
@@ -163,18 +119,11 @@ def jobs_logs(
     target: Target,
 ) -> None:
     """A job's log lines."""
-    if target.local:
-        services, tenant = target.services()
+    with target.doors() as ml:
         if follow and not as_json:
-            _follow(services, tenant, job_id, quiet=False)
+            _follow(ml, job_id, quiet=False)
             return
-        lines: Any = services.jobs.logs(tenant, job_id, limit=100_000)
-    else:
-        with target.client() as ml:
-            if follow and not as_json:
-                _follow_remote(ml, job_id, quiet=False)
-                return
-            lines = list(ml.jobs.follow(job_id)) if follow else ml.jobs.logs(job_id).items
+        lines = list(ml.jobs.follow(job_id)) if follow else ml.jobs.logs(job_id).items
     if as_json:
         typer.echo(json.dumps(plain(lines), default=str))
         return

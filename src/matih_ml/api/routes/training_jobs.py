@@ -11,9 +11,10 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.names import JobStatusName
-from matih_ml.contracts.schemas import ErrorBody, JobRead, LogLineRead, LogPage, Page
+from matih_ml.contracts.schemas import ErrorBody, JobRead, LogPage, Page
 from matih_ml.job_spec import JobSpec
-from matih_ml.training.jobs import JOB_ID_PATTERN, Job
+from matih_ml.local import LocalClient
+from matih_ml.training.jobs import JOB_ID_PATTERN
 
 router = APIRouter(
     route_class=JsonBodyRoute,
@@ -27,11 +28,6 @@ router = APIRouter(
 
 JobId = Annotated[str, Path(min_length=20, max_length=20, pattern=JOB_ID_PATTERN)]
 _SPEC_REF = "#/components/schemas/TrainingJobSpec"
-
-
-def _read(job: Job) -> JobRead:
-    fields = {k: v for k, v in job.__dict__.items() if k != "tenant_id"}
-    return JobRead(**fields)
 
 
 def openapi_schemas() -> dict[str, Any]:
@@ -58,8 +54,7 @@ async def submit_job(
     """Queue a training job. The body is checked first: a bad field is a 422 naming it
     (``details.field``, with every problem in ``details.problems``). A tenant with
     ``MATIH_TRAINING_MAX_JOBS`` jobs queued or running gets a 429."""
-    job = await run_in_threadpool(services.jobs.submit, who.tenant_id, body, actor=who.subject)
-    return _read(job)
+    return await run_in_threadpool(LocalClient(services, who).jobs.submit, body)
 
 
 @router.get("", response_model=Page[JobRead])
@@ -71,26 +66,21 @@ async def list_jobs(
     page_token: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
 ) -> Page[JobRead]:
     """The tenant's jobs, newest first."""
-    offset = int(page_token or 0)
-    jobs = await run_in_threadpool(
-        services.jobs.list, who.tenant_id, status=status, limit=limit + 1, offset=offset
-    )
-    token = str(offset + limit) if len(jobs) > limit else None
-    return Page(items=[_read(j) for j in jobs[:limit]], next_page_token=token)
+    jobs = LocalClient(services, who).jobs
+    return await run_in_threadpool(jobs.list, status=status, limit=limit, page_token=page_token)
 
 
 @router.get("/{job_id}", response_model=JobRead)
 async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> JobRead:
     """One job: its status, and once finished its outcome, reason and figures."""
-    return _read(await run_in_threadpool(services.jobs.get, who.tenant_id, job_id))
+    return await run_in_threadpool(LocalClient(services, who).jobs.get, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)
 async def cancel_job(job_id: JobId, services: ServicesDep, who: Writer) -> JobRead:
     """Cancel a queued job, or ask a running one to stop (its run ends KILLED). A job
     that has finished is a 409."""
-    job = await run_in_threadpool(services.jobs.cancel, who.tenant_id, job_id, actor=who.subject)
-    return _read(job)
+    return await run_in_threadpool(LocalClient(services, who).jobs.cancel, job_id)
 
 
 @router.get("/{job_id}/logs", response_model=LogPage)
@@ -102,8 +92,5 @@ async def job_logs(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> LogPage:
     """The job's log lines after ``after`` (pass back ``next_after`` to follow)."""
-    lines = await run_in_threadpool(
-        services.jobs.logs, who.tenant_id, job_id, after=after, limit=limit
-    )
-    items = [LogLineRead(**line.__dict__) for line in lines]
-    return LogPage(items=items, next_after=items[-1].seq if items else after)
+    jobs = LocalClient(services, who).jobs
+    return await run_in_threadpool(jobs.logs, job_id, after=after, limit=limit)
