@@ -159,7 +159,9 @@ def test_each_sub_client_implements_its_contract(client, domain) -> None:
         assert [(p.name, p.kind, p.default) for p in want_sig.parameters.values()] == [
             (p.name, p.kind, p.default) for p in got_sig.parameters.values()
         ], f"{domain}.{name}: {want_sig} != {got_sig}"
-        assert typing.get_type_hints(want) == typing.get_type_hints(got), f"{domain}.{name}"
+        # A helper in contracts.walk annotates self with its contract: not a parameter.
+        got_hints = {k: v for k, v in typing.get_type_hints(got).items() if k != "self"}
+        assert typing.get_type_hints(want) == got_hints, f"{domain}.{name}"
         assert got.__doc__, f"{domain}.{name} has no docstring"
     if domain != "session":
         inherited = {

@@ -7,10 +7,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
 from matih_ml.client.transport import Transport
-from matih_ml.errors import ValidationError
+from matih_ml.contracts.checks import checked
 
 C = TypeVar("C", bound=type)
 API = "/api/v1"
@@ -42,16 +41,7 @@ def body(model: type[BaseModel], **fields: Any) -> dict[str, Any]:
     Raises:
         ValidationError: A field is not valid, as the server would say (no request made).
     """
-    try:
-        return model.model_validate(fields).model_dump(mode="json")
-    except PydanticValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        first = problems[0]
-        raise ValidationError(
-            f"{first['field']}: {first['message']}", details={"problems": problems}
-        ) from None
+    return checked(model, **fields).model_dump(mode="json")
 
 
 def implements(contract: type) -> Callable[[C], C]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from matih_ml.client._base import (
     API,
@@ -18,6 +15,7 @@ from matih_ml.client._base import (
     seg,
     subpath,
 )
+from matih_ml.contracts.checks import file_bytes
 from matih_ml.contracts.names import FrameworkName, StageName, UploadFrameworkName
 from matih_ml.contracts.protocols import ArtifactList, ModelFile, ParamValue, RegistryContract
 from matih_ml.contracts.schemas import (
@@ -32,7 +30,6 @@ from matih_ml.contracts.schemas import (
     VersionWithCard,
 )
 from matih_ml.contracts.walk import ModelsWalk
-from matih_ml.errors import ValidationError
 
 _MODELS = f"{API}/models"
 
@@ -109,7 +106,7 @@ class ModelsClient(ModelsWalk, SubClient):
         tags: Mapping[str, str] | None = None,
         model_type: str | None = None,
     ) -> ModelRead:
-        filename, data = _file_bytes(file)
+        filename, data = file_bytes(file)
         meta = body(
             UploadMetadata,
             description=description,
@@ -171,40 +168,3 @@ class ModelsClient(ModelsWalk, SubClient):
     def read_file(self, model_id: str, version: str | int, path: str) -> bytes:
         url = f"{_version_path(model_id, version)}/files/{subpath(path)}"
         return self._t.request("GET", url).content
-
-    def download(
-        self, model_id: str, version: str | int, dest: str | Path, *, path: str | None = None
-    ) -> Path:
-        root = Path(dest)
-        inside = root.resolve()
-        pending = [path]
-        while pending:
-            for entry in self.list_files(model_id, version, pending.pop()):
-                if entry.is_dir:
-                    pending.append(entry.path)
-                    continue
-                target = (root / entry.path).resolve()
-                # A listing is the server's word; a path climbing out of dest is refused.
-                if Path(entry.path).is_absolute() or not target.is_relative_to(inside):
-                    raise ValidationError(
-                        f"The server listed {entry.path!r}, which is outside {root}.",
-                        details={"path": entry.path},
-                    )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.read_file(model_id, version, entry.path))
-        return root
-
-
-def _file_bytes(file: ModelFile) -> tuple[str, bytes]:
-    """(file name, bytes) of a model file given as bytes, a path, or an open file."""
-    if isinstance(file, bytes | bytearray):
-        return "model", bytes(file)
-    if isinstance(file, str | os.PathLike):
-        p = Path(file)
-        return p.name, p.read_bytes()
-    data: Any = file.read()
-    if not isinstance(data, bytes):
-        raise ValidationError(
-            "The model file must be opened in binary mode ('rb').", details={"field": "file"}
-        )
-    return Path(str(getattr(file, "name", "model"))).name or "model", data

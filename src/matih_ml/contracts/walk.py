@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from matih_ml.contracts.names import JOB_DONE, FrameworkName, JobStatusName, StageName
@@ -27,10 +28,11 @@ from matih_ml.contracts.schemas import (
     ModelRead,
     RunRead,
 )
+from matih_ml.errors import ValidationError
 
 
 class ModelsWalk:
-    """``all``: every model, page after page."""
+    """``all``: every model, page after page; ``download``: a version's files, walked."""
 
     def all(
         self: RegistryContract,
@@ -50,6 +52,41 @@ class ModelsWalk:
             token = page.next_page_token
             if not token:
                 return
+
+    def download(
+        self: RegistryContract,
+        model_id: str,
+        version: str | int,
+        dest: str | Path,
+        *,
+        path: str | None = None,
+    ) -> Path:
+        """A version's files (or the folder ``path`` of them) written under ``dest``.
+
+        Returns:
+            ``dest``.
+
+        Raises:
+            ValidationError: The listing names a path outside ``dest`` (nothing of it is
+                written): a listing is the other side's word, the folder is the caller's.
+        """
+        root = Path(dest)
+        inside = root.resolve()
+        pending = [path]
+        while pending:
+            for entry in self.list_files(model_id, version, pending.pop()):
+                if entry.is_dir:
+                    pending.append(entry.path)
+                    continue
+                target = (root / entry.path).resolve()
+                if Path(entry.path).is_absolute() or not target.is_relative_to(inside):
+                    raise ValidationError(
+                        f"The listing named {entry.path!r}, which is outside {root}.",
+                        details={"path": entry.path},
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.read_file(model_id, version, entry.path))
+        return root
 
 
 class ExperimentsWalk:

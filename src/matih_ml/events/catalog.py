@@ -13,10 +13,13 @@ the same subject are delivered in sequence order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from matih_ml.errors import ValidationError
 
 SCHEMA_VERSION = 1
 
@@ -193,6 +196,26 @@ class Event(BaseModel):
     time: str = Field(description="When the change was committed, ISO 8601 UTC")
     subject: str = Field(description="The model's name, or run/<run id>")
     data: dict[str, Any]
+
+
+def parse_types(types: Iterable[str] | str | None, field: str) -> tuple[EventType, ...]:
+    """The event types named (one name alone is one type, not its letters), in order.
+
+    Raises:
+        ValidationError: A name is not a type; names ``field`` and lists the known ones.
+    """
+    if isinstance(types, str):
+        types = [types]
+    out = []
+    for t in types or ():
+        try:
+            out.append(EventType(t))
+        except ValueError:
+            raise ValidationError(
+                f"Unknown event type {str(t)[:60]!r}.",
+                details={"field": field, "known": [e.value for e in EventType]},
+            ) from None
+    return tuple(out)
 
 
 def check_data(event_type: EventType, data: dict[str, Any]) -> dict[str, Any]:

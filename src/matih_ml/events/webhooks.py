@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from matih_ml.errors import NotFoundError, ValidationError
-from matih_ml.events.catalog import EventType
+from matih_ml.events.catalog import parse_types
 from matih_ml.events.outbox import WEBHOOK_SINK_PREFIX
 from matih_ml.events.secret_box import SecretBox
 from matih_ml.events.signing import new_secret
@@ -83,19 +83,6 @@ def _check_url(url: str) -> str:
     return url
 
 
-def _check_types(types: list[str] | None) -> list[str]:
-    out = []
-    for t in types or []:
-        try:
-            out.append(EventType(t).value)
-        except ValueError:
-            raise ValidationError(
-                f"Unknown event type {str(t)[:60]!r}.",
-                details={"field": "event_types", "known": [e.value for e in EventType]},
-            ) from None
-    return sorted(set(out))
-
-
 class WebhookStore:
     """Creates, lists and deletes webhooks, and reads their deliveries.
 
@@ -123,7 +110,7 @@ class WebhookStore:
             ValidationError: For a bad URL or an unknown event type, or too many webhooks.
         """
         url = _check_url(url)
-        types = _check_types(event_types)
+        types = sorted({t.value for t in parse_types(event_types, "event_types")})
         secret = new_secret()
         encrypted = self._box.encrypt(secret)
         with self._db.uow(tenant=tenant_id) as s:

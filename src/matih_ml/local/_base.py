@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from matih_ml.auth.principal import Permission, Principal
+from matih_ml.errors import ValidationError
 
 if TYPE_CHECKING:
     from matih_ml.services import Services
@@ -30,6 +31,29 @@ def implements(contract: type) -> Callable[[C], C]:
         return cls
 
     return apply
+
+
+# The most one page of the feed or of deliveries may hold (the routes' ``le=1000``), and
+# the highest sequence a cursor may name.
+MAX_PAGE = 1000
+MAX_SEQUENCE = 2**62
+
+
+def within(value: int, field: str, low: int, high: int) -> int:
+    """A route's bounds on a query value, for callers that do not pass through it.
+
+    Over REST the query's bounds refuse it first (422); in process this is the check, so
+    that no caller reads an unbounded page (SQL takes a negative limit as none).
+
+    Raises:
+        ValidationError: ``value`` is not an integer in ``[low, high]``; names the field.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(
+            f"{field} must be an integer from {low} to {high}, got {value!r}.",
+            details={"field": field},
+        )
+    return value
 
 
 class Door:

@@ -9,19 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matih_ml.auth.principal import Permission
+from matih_ml.contracts.checks import checked
 from matih_ml.contracts.names import DeliveryStateName, RoleName
 from matih_ml.contracts.protocols import KeysContract, WebhooksContract
 from matih_ml.contracts.schemas import (
     DeliveryRead,
+    KeyCreate,
     KeyCreated,
     KeyRead,
     Page,
+    WebhookCreate,
     WebhookCreated,
     WebhookRead,
 )
 from matih_ml.events.webhooks import Delivery
-from matih_ml.local._base import Door, implements
-from matih_ml.local.events import check_limit
+from matih_ml.local._base import MAX_PAGE, Door, implements, within
 
 
 @implements(WebhooksContract)
@@ -39,6 +41,8 @@ class LocalWebhooks(Door):
         tenant = self._need(Permission.ADMIN)
         if isinstance(event_types, str):
             event_types = [event_types]  # one type, not its letters
+        # The REST body's limits hold for every door (20 types, a 2,000-character URL...).
+        checked(WebhookCreate, url=url, event_types=list(event_types), description=description)
         hook, secret = self._s.webhooks.create(
             tenant,
             url,
@@ -67,7 +71,7 @@ class LocalWebhooks(Door):
         # Annotated: mypy loses the store's ``-> list[Delivery]`` here (it and this class
         # both have a ``list`` method that shadows the builtin in their scope).
         found: Sequence[Delivery] = self._s.webhooks.deliveries(
-            tenant, webhook_id, state=state, limit=check_limit(limit)
+            tenant, webhook_id, state=state, limit=within(limit, "limit", 1, MAX_PAGE)
         )
         return Page(items=[DeliveryRead(**d.__dict__) for d in found])
 
@@ -78,6 +82,7 @@ class LocalKeys(Door):
 
     def create(self, role: RoleName, *, name: str = "", owner: str = "") -> KeyCreated:
         tenant = self._need(Permission.ADMIN)
+        checked(KeyCreate, role=role, name=name, owner=owner)
         # The creator recorded is the caller's owner (a person), as four eyes compares.
         new = self._s.api_keys.create(tenant, role, name, created_by=self._who.owner, owner=owner)
         return KeyCreated(**new.info.__dict__, key=new.secret)

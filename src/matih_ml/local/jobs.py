@@ -15,7 +15,7 @@ from matih_ml.contracts.schemas import JobRead, LogLineRead, LogPage, Page
 from matih_ml.contracts.walk import JobsWalk
 from matih_ml.errors import ValidationError
 from matih_ml.job_spec import JobSpec
-from matih_ml.local._base import Door, implements
+from matih_ml.local._base import Door, implements, within
 from matih_ml.training.jobs import Job, LogLine
 
 # A page token is the offset of the page's first job (the route's query pattern).
@@ -31,19 +31,6 @@ def _page(lines: Iterable[LogLine], after: int) -> LogPage:
     # Not in LocalJobs: in a class with a ``list`` method mypy misreads a ``list[...]``.
     items = [LogLineRead(**line.__dict__) for line in lines]
     return LogPage(items=items, next_after=items[-1].seq if items else after)
-
-
-def _within(value: int, field: str, low: int, high: int) -> int:
-    """The route's bounds on a query value, for callers that do not pass through it.
-
-    Raises:
-        ValidationError: ``value`` is outside ``[low, high]``; names the field.
-    """
-    if not low <= value <= high:
-        raise ValidationError(
-            f"{field} must be between {low} and {high}, got {value}.", details={"field": field}
-        )
-    return value
 
 
 @implements(JobsContract)
@@ -73,7 +60,7 @@ class LocalJobs(JobsWalk, Door):
         page_token: str | None = None,
     ) -> Page[JobRead]:
         tenant = self._need(Permission.READ)
-        _within(limit, "limit", 1, 500)
+        within(limit, "limit", 1, 500)
         if page_token is not None and not _TOKEN.fullmatch(page_token):
             raise ValidationError(
                 "page_token is not one this service gave.", details={"field": "page_token"}
@@ -94,6 +81,6 @@ class LocalJobs(JobsWalk, Door):
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
         tenant = self._need(Permission.READ)
-        _within(after, "after", 0, 2**62)
-        _within(limit, "limit", 1, 5000)
+        within(after, "after", 0, 2**62)
+        within(limit, "limit", 1, 5000)
         return _page(self._s.jobs.logs(tenant, job_id, after=after, limit=limit), after)

@@ -7,16 +7,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from matih_ml.auth.principal import Permission
+from matih_ml.contracts.checks import checked
 from matih_ml.contracts.names import ApprovalStatusName, EvaluationKindName, StageName
 from matih_ml.contracts.protocols import ApprovalsContract, LifecycleContract
 from matih_ml.contracts.schemas import (
+    ApprovalCreate,
+    ApprovalDecision,
     ApprovalRead,
+    EvaluationCreate,
     EvaluationRead,
     GateEvidenceRead,
     ModelRead,
     MoveRead,
     Page,
     ProductionAt,
+    RollbackRequest,
+    StageChange,
 )
 from matih_ml.local._base import Door, implements
 
@@ -39,6 +45,8 @@ class LocalLifecycle(Door):
         if force:
             # Editors move through the gates; skipping them is an admin's call.
             self._need(Permission.ADMIN)
+        # The REST body's limits hold for every door (a 5,000-character reason...).
+        checked(StageChange, version=str(version), stage=stage, reason=reason, force=force)
         result = self._s.lifecycle.transition_stage(
             tenant,
             model_id,
@@ -52,6 +60,7 @@ class LocalLifecycle(Door):
 
     def rollback(self, model_id: str, *, reason: str = "") -> ModelRead:
         tenant = self._need(Permission.WRITE)
+        checked(RollbackRequest, reason=reason)
         result = self._s.lifecycle.rollback(
             tenant, model_id, actor=self._who.subject, reason=reason
         )
@@ -82,6 +91,13 @@ class LocalLifecycle(Door):
         notes: str = "",
     ) -> EvaluationRead:
         tenant = self._need(Permission.WRITE)
+        checked(
+            EvaluationCreate,
+            kind=kind,
+            passed=passed,
+            metrics=dict(metrics) if metrics else {},
+            notes=notes,
+        )
         # The key's subject records it (evidence, not a person's decision: no four eyes).
         e = self._s.lifecycle.reviews.record_evaluation(
             tenant,
@@ -116,6 +132,7 @@ class LocalApprovals(Door):
 
     def request(self, model_id: str, version: str | int, *, comment: str = "") -> ApprovalRead:
         tenant = self._need(Permission.WRITE)
+        checked(ApprovalCreate, comment=comment)
         a = self._s.lifecycle.reviews.request_approval(
             tenant, model_id, version, actor=self._who.owner, comment=comment
         )
@@ -140,6 +157,7 @@ class LocalApprovals(Door):
 
     def _decide(self, approval_id: int, *, approve: bool, reason: str) -> ApprovalRead:
         tenant = self._need(Permission.APPROVE)
+        checked(ApprovalDecision, reason=reason)
         a = self._s.lifecycle.reviews.decide(
             tenant, approval_id, actor=self._who.owner, approve=approve, reason=reason
         )

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
+from typing import Any
 
 from matih_ml.auth.principal import Permission
+from matih_ml.contracts.checks import checked, file_bytes
 from matih_ml.contracts.names import FrameworkName, StageName, UploadFrameworkName
 from matih_ml.contracts.protocols import ArtifactList, ModelFile, ParamValue, RegistryContract
 from matih_ml.contracts.schemas import (
@@ -26,11 +23,8 @@ from matih_ml.contracts.schemas import (
     VersionWithCard,
 )
 from matih_ml.contracts.walk import ModelsWalk
-from matih_ml.errors import ValidationError
 from matih_ml.local._base import Door, implements
 from matih_ml.registry.uploads import uploaded_model
-
-B = TypeVar("B", bound=BaseModel)
 
 
 @implements(RegistryContract)
@@ -87,7 +81,7 @@ class LocalModels(ModelsWalk, Door):
         tenant = self._need(Permission.WRITE)
         # The REST body's own checks (name, run id, lengths, finite metrics), for callers
         # that did not come through a request body.
-        body = _checked(
+        body = checked(
             ModelCreate,
             name=name,
             run_id=run_id,
@@ -126,7 +120,7 @@ class LocalModels(ModelsWalk, Door):
         model_type: str | None = None,
     ) -> ModelRead:
         tenant = self._need(Permission.WRITE)
-        meta = _checked(
+        meta = checked(
             UploadMetadata,
             description=description,
             metrics=_plain(metrics),
@@ -134,7 +128,7 @@ class LocalModels(ModelsWalk, Door):
             tags=_plain(tags),
             model_type=model_type,
         )
-        data = _file_bytes(file)
+        data = file_bytes(file)[1]
         # A pickle is opened by the tenant's upload sandbox, never here (registry.uploads).
         with uploaded_model(tenant, framework, data, self._s.runtime) as model:
             md, v = self._s.lifecycle.register_model(
@@ -161,7 +155,7 @@ class LocalModels(ModelsWalk, Door):
         tags: Mapping[str, str] | None = None,
     ) -> VersionRegistered:
         tenant = self._need(Permission.WRITE)
-        body = _checked(
+        body = checked(
             VersionCreate,
             run_id=run_id,
             artifact_path=artifact_path,
@@ -211,62 +205,7 @@ class LocalModels(ModelsWalk, Door):
             )
             return local.read_bytes()
 
-    def download(
-        self, model_id: str, version: str | int, dest: str | Path, *, path: str | None = None
-    ) -> Path:
-        self._need(Permission.READ)
-        root = Path(dest)
-        inside = root.resolve()
-        pending = [path]
-        while pending:
-            for entry in self.list_files(model_id, version, pending.pop()):
-                if entry.is_dir:
-                    pending.append(entry.path)
-                    continue
-                target = (root / entry.path).resolve()
-                # The same refusal as the HTTP client's: nothing lands outside dest.
-                if Path(entry.path).is_absolute() or not target.is_relative_to(inside):
-                    raise ValidationError(
-                        f"The registry listed {entry.path!r}, which is outside {root}.",
-                        details={"path": entry.path},
-                    )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.read_file(model_id, version, entry.path))
-        return root
-
 
 def _plain(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
     """A body field's mapping as a dict ({} for None)."""
     return dict(mapping) if mapping else {}
-
-
-def _checked(model: type[B], **fields: Any) -> B:
-    """``fields`` checked against the REST body's type, refused as the API refuses them.
-
-    Raises:
-        ValidationError: Naming the first bad field (``details["problems"]`` has all).
-    """
-    try:
-        return model.model_validate(fields)
-    except PydanticValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        first = problems[0]
-        raise ValidationError(
-            f"{first['field']}: {first['message']}", details={"problems": problems}
-        ) from None
-
-
-def _file_bytes(file: ModelFile) -> bytes:
-    """The bytes of a model file given as bytes, a path, or an open binary file."""
-    if isinstance(file, bytes | bytearray):
-        return bytes(file)
-    if isinstance(file, str | os.PathLike):
-        return Path(file).read_bytes()
-    data: Any = file.read()
-    if not isinstance(data, bytes):
-        raise ValidationError(
-            "The model file must be opened in binary mode ('rb').", details={"field": "file"}
-        )
-    return data

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
-
 from matih_ml.auth.principal import Permission, Principal
+from matih_ml.contracts.checks import checked
 from matih_ml.contracts.names import EvaluationKindName, TrafficModeName
 from matih_ml.contracts.protocols import ServingContract
 from matih_ml.contracts.schemas import (
@@ -213,7 +212,7 @@ class LocalServing(Door):
     ) -> ServingConfigRead:
         tenant = self._need(Permission.WRITE)
         # The route's body type checks the values (a mode it knows, a share in [0, 1]).
-        wanted = _checked(ServingConfigWrite, mode=mode, ab_share=ab_share)
+        wanted = checked(ServingConfigWrite, mode=mode, ab_share=ab_share)
         self._s.registry.require_model(tenant, model_id)
         cfg = self._s.serving.traffic.set_config(
             tenant, model_id, wanted.mode, wanted.ab_share, self._who.subject
@@ -256,18 +255,3 @@ class LocalServing(Door):
         f = serving.monitoring(tenant, model_id, asked)
         resolved = asked or serving.resolver.resolve(tenant, model_id, Target.parse())
         return MonitoringRead(model_id=model_id, version=str(resolved), **asdict(f))
-
-
-def _checked(model: type[ServingConfigWrite], **fields: Any) -> ServingConfigWrite:
-    """``fields`` as ``model``, or the ValidationError the client's check raises."""
-    try:
-        return model.model_validate(fields)
-    except PydanticValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
-        first = problems[0]
-        raise ValidationError(
-            f"{first['field']}: {first['message']}", details={"problems": problems}
-        ) from None

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, overload
 
 from mlflow.entities import Experiment, Run
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
 from matih_ml import urls
 from matih_ml.auth.principal import Permission
+from matih_ml.contracts.checks import as_model
 from matih_ml.contracts.names import RunStatusName
 from matih_ml.contracts.protocols import (
     ArtifactList,
@@ -40,7 +39,6 @@ from matih_ml.contracts.schemas import (
     RunRead,
 )
 from matih_ml.contracts.walk import ExperimentsWalk, RunsWalk
-from matih_ml.errors import ValidationError
 from matih_ml.local._base import Door, implements
 from matih_ml.tracking.runs import MetricPoint
 
@@ -80,29 +78,10 @@ def run_read(r: Run) -> RunRead:
     )
 
 
-def _checked(model: type[BaseModel], fields: Mapping[str, Any]) -> Any:
-    """``fields`` read as the route reads its body (``model``), with the API's message
-    for a bad field (``api.errors`` words a 422 the same way).
-
-    Raises:
-        ValidationError: A field is not valid.
-    """
-    try:
-        return model.model_validate(fields)
-    except PydanticValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        first = problems[0]
-        raise ValidationError(
-            f"{first['field']}: {first['message']}", details={"problems": problems}
-        ) from None
-
-
 def _point(m: MetricIn | Mapping[str, Any]) -> MetricPoint:
     # A MetricIn was checked when it was made (the route's body is a list of them): only
     # a mapping is read here, so a batch from the route costs what it did before.
-    point: MetricIn = m if isinstance(m, MetricIn) else _checked(MetricIn, m)
+    point: MetricIn = m if isinstance(m, MetricIn) else as_model(MetricIn, m)
     return MetricPoint(point.key, point.value, point.step, point.timestamp)
 
 
@@ -176,7 +155,7 @@ class LocalRuns(RunsWalk, Door):
     ) -> RunRead:
         tenant = self._need(Permission.WRITE)
         # The route's body type holds limits the service does not repeat (job_id's length).
-        body: RunCreate = _checked(
+        body = as_model(
             RunCreate,
             {
                 "experiment_name": experiment_name,

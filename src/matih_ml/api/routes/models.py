@@ -23,6 +23,7 @@ from matih_ml.api.params import (
     Version,
 )
 from matih_ml.api.routes._common import ERRORS
+from matih_ml.contracts.checks import invalid
 from matih_ml.contracts.names import UploadFrameworkName
 from matih_ml.contracts.schemas import (
     ArtifactRead,
@@ -118,7 +119,7 @@ async def register_model(
         try:
             body = ModelCreate.model_validate_json(await request.body() or b"{}")
         except PydanticValidationError as exc:
-            raise _as_validation(exc) from None
+            raise invalid(exc) from None
         read = await run_in_threadpool(
             LocalClient(services, who).models.register,
             body.name,
@@ -136,17 +137,6 @@ async def register_model(
     raise ValidationError(
         f"Content type {ctype!r} is not accepted: send application/json or multipart/form-data.",
         details={"field": "content-type"},
-    )
-
-
-def _as_validation(exc: PydanticValidationError) -> ValidationError:
-    errs = exc.errors()
-    field = ".".join(str(p) for p in errs[0]["loc"]) if errs else ""
-    return ValidationError(
-        f"{field}: {errs[0]['msg']}" if errs else "invalid body",
-        details={
-            "problems": [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in errs]
-        },
     )
 
 
