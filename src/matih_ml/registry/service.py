@@ -15,6 +15,8 @@ from matih_ml.backend import MlflowBackend
 from matih_ml.errors import ConflictError, NotFoundError, ValidationError
 from matih_ml.events.catalog import EventType
 from matih_ml.events.outbox import EventLog, Pending
+from matih_ml.mlflow_adapter.run_reads import RunSummary, summaries
+from matih_ml.mlflow_adapter.stores import sql_engine
 from matih_ml.mlflow_errors import translated
 from matih_ml.registry import version_files
 from matih_ml.registry.cleanup import delete_files, remove_registration_run, remove_version_files
@@ -39,7 +41,6 @@ from matih_ml.runtime.files import UntrustedModelError, source_inside
 from matih_ml.runtime.loader import ModelRuntime, example_predictions
 from matih_ml.tenancy import TenantDirectory, validate_tenant_id
 from matih_ml.tracking.metrics import log_metrics
-from matih_ml.tracking.run_reads import RunSummary, sql_engine, summaries
 
 
 def registered_event(v: ModelVersionInfo, created_by: str | None) -> dict[str, Any]:
