@@ -572,3 +572,23 @@ class LogLineRead(BaseModel):
 class LogPage(BaseModel):
     items: list[LogLineRead]
     next_after: int
+
+
+# ------------------------------------------------------------------ batch-scoring jobs
+
+
+class BatchProgressRead(BaseModel):
+    rows_done: int = Field(description="Rows scored and written so far")
+    rows_total: int | None = Field(description="Rows in the input, once they are counted")
+
+
+class BatchJobRead(JobRead):
+    """A batch-scoring job: a training job's fields, plus what only scoring has."""
+
+    kind: Literal["batch"]
+    progress: BatchProgressRead | None = Field(
+        description="Rows scored of the input's total, once the job has started"
+    )
+    version: str | None = Field(
+        description="The model version the job resolved when it started, and scored with"
+    )

@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from matih_ml.contracts.names import JOB_DONE, FrameworkName, JobStatusName, StageName
 from matih_ml.contracts.protocols import (
     EventsContract,
     ExperimentsContract,
-    JobsContract,
     RegistryContract,
     RunsContract,
 )
@@ -24,8 +23,10 @@ from matih_ml.contracts.schemas import (
     ExperimentRead,
     JobRead,
     LogLineRead,
+    LogPage,
     MetricPointRead,
     ModelRead,
+    Page,
     RunRead,
 )
 from matih_ml.errors import ValidationError
@@ -143,10 +144,30 @@ class EventsWalk:
             after = page.cursor
 
 
+J = TypeVar("J", bound=JobRead)
+
+
+class _JobsDoor(Protocol[J]):
+    """What the job helpers call: ``JobsContract`` and ``BatchJobsContract`` alike, with
+    ``J`` their job's wire type (``JobRead``, ``BatchJobRead``)."""
+
+    def list(
+        self,
+        *,
+        status: JobStatusName | None = None,
+        limit: int = 100,
+        page_token: str | None = None,
+    ) -> Page[J]: ...
+
+    def get(self, job_id: str) -> J: ...
+
+    def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage: ...
+
+
 class JobsWalk:
     """``all``, ``wait`` and ``follow``: jobs page after page, and one job to its end."""
 
-    def all(self: JobsContract, *, status: JobStatusName | None = None) -> Iterator[JobRead]:
+    def all(self: _JobsDoor[J], *, status: JobStatusName | None = None) -> Iterator[J]:
         """Every job of the tenant (with ``status``), newest first, page after page."""
         token: str | None = None
         while True:
@@ -157,8 +178,8 @@ class JobsWalk:
                 return
 
     def wait(
-        self: JobsContract, job_id: str, *, timeout: float | None = None, poll: float = 1.0
-    ) -> JobRead:
+        self: _JobsDoor[J], job_id: str, *, timeout: float | None = None, poll: float = 1.0
+    ) -> J:
         """Poll a job until it has finished (succeeded, failed or cancelled).
 
         Args:
@@ -182,7 +203,7 @@ class JobsWalk:
             time.sleep(poll)
 
     def follow(
-        self: JobsContract, job_id: str, *, after: int = 0, poll: float = 1.0
+        self: _JobsDoor[J], job_id: str, *, after: int = 0, poll: float = 1.0
     ) -> Iterator[LogLineRead]:
         """The job's log lines as they come, until it has finished and all are read."""
         while True:
@@ -195,3 +216,8 @@ class JobsWalk:
             if done:
                 return
             time.sleep(poll)
+
+
+class BatchJobsWalk(JobsWalk):
+    """The same helpers for batch-scoring jobs (``BatchJobsContract``): ``wait`` answers a
+    ``BatchJobRead``, whose ``progress`` says how far a running job has come."""
