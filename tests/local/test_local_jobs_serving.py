@@ -293,3 +293,17 @@ def test_the_cli_jobs_commands_call_the_door_with_local(
     assert refused.exit_code == 1
     assert json.loads(refused.stdout)["error"]["details"]["field"] == "resources.num_workers"
     assert door(services, tenant, Role.VIEWER).jobs.list().items[0].job_id == job["job_id"]
+
+
+def test_the_shared_prediction_service_still_scores_shadows_after_an_app_stopped_it(services):
+    # One PredictionService per Services: an app's lifespan stopping it (its shadow
+    # pool shut down) must not leave it refusing work for whoever still holds it.
+    import dataclasses
+
+    own = dataclasses.replace(services)
+    predictor = own.serving
+    predictor.start()
+    predictor.stop()
+    # What a shadow score or a traffic record is handed to after the stop:
+    assert predictor._pool.submit(lambda: 41 + 1).result(timeout=10) == 42
+    predictor.stop()

@@ -483,6 +483,10 @@ class PredictionService:
             self._thread.join(timeout=10)
             self._thread = None
         self._pool.shutdown(wait=True)
+        # One PredictionService per Services, which an app's lifespan starts and stops:
+        # a fresh pool (its threads start on first use) keeps it usable by whatever
+        # still holds the services, and by the next app's start.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="matih-shadow")
         self._services.runtime.close()
 
 
