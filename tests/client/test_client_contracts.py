@@ -80,6 +80,11 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/v1/training-jobs/{job_id}"): ("jobs.get",),
     ("POST", "/api/v1/training-jobs/{job_id}/cancel"): ("jobs.cancel",),
     ("GET", "/api/v1/training-jobs/{job_id}/logs"): ("jobs.logs",),
+    ("POST", "/api/v1/batch-jobs"): ("batch.submit",),
+    ("GET", "/api/v1/batch-jobs"): ("batch.list",),
+    ("GET", "/api/v1/batch-jobs/{job_id}"): ("batch.get",),
+    ("POST", "/api/v1/batch-jobs/{job_id}/cancel"): ("batch.cancel",),
+    ("GET", "/api/v1/batch-jobs/{job_id}/logs"): ("batch.logs",),
     ("POST", "/api/v1/models/{model_id}/predict"): ("serving.predict",),
     ("POST", "/api/v1/models/{model_id}/predict:batch"): ("serving.predict_batch",),
     ("GET", "/api/v1/models/{model_id}/serving"): ("serving.get_config",),
@@ -107,6 +112,7 @@ EXTRAS = {
     "runs": {"all_points"},
     "events": {"all"},
     "jobs": {"all", "wait", "follow"},
+    "batch": {"all", "wait", "follow"},
 }
 
 ALL_CONTRACTS = {"session": SessionContract, **CONTRACTS}

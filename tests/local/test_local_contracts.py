@@ -16,6 +16,9 @@ from matih_ml.local import LocalClient, operator_principal
 
 ALL_CONTRACTS = {"session": SessionContract, **CONTRACTS}
 
+# A whole batch-scoring job body: a case changes one field of it.
+BATCH_JOB = {"model": "m", "input": {"path": "in.parquet"}, "output": {"path": "out.parquet"}}
+
 # Helpers built on the contracts (matih_ml.contracts.walk), the same as the client's.
 EXTRAS = {
     "models": {"all"},
@@ -23,6 +26,7 @@ EXTRAS = {
     "runs": {"all_points"},
     "events": {"all"},
     "jobs": {"all", "wait", "follow"},
+    "batch": {"all", "wait", "follow"},
 }
 
 
@@ -117,6 +121,10 @@ def test_policy_binds_the_tenant_and_checks_the_role(services, tenant, other_ten
         (lambda ml: ml.serving.set_config("m", "ab", ab_share=2.0), "ab_share"),
         (lambda ml: ml.events.feed(limit=0), "limit"),
         (lambda ml: ml.jobs.logs("job_0123456789abcdef", limit=0), "limit"),
+        (lambda ml: ml.batch.logs("job_0123456789abcdef", after=-1), "after"),
+        (lambda ml: ml.batch.list(limit=501), "limit"),
+        (lambda ml: ml.batch.list(page_token="x"), "page_token"),
+        (lambda ml: ml.batch.submit({**BATCH_JOB, "batch_size": 0}), "batch_size"),
     ],
 )
 def test_the_rest_bodys_limits_hold_in_process_before_anything_is_read(

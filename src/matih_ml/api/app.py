@@ -16,6 +16,7 @@ from matih_ml.api.limits import BodyLimitMiddleware
 from matih_ml.api.mlflow import routes as mlflow_routes
 from matih_ml.api.routes import (
     approvals,
+    batch_jobs,
     events,
     experiments,
     health,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         events,
         webhooks,
         training_jobs,
+        batch_jobs,
         session,
     ):
         app.include_router(module.router)
@@ -124,9 +126,9 @@ def _with_training_schemas(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = build()
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                training_jobs.openapi_schemas()
-            )
+            parts = schema.setdefault("components", {}).setdefault("schemas", {})
+            parts.update(training_jobs.openapi_schemas())
+            parts.update(batch_jobs.openapi_schemas())
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -2,7 +2,7 @@
 table, or JSON with ``--json``.
 
 Tenant-facing groups (``models``, ``runs``, ``policy``, ``approvals``, ``events``,
-``webhooks``, ``jobs``) call a server with a URL and a key (:mod:`.target`); operator
+``webhooks``, ``jobs``, ``batch``) call a server with a URL and a key (:mod:`.target`); operator
 commands (``serve``, ``db``, ``gc``, ``tenants``, ``keys``, ``dispatcher``, ``jobs work``,
 ``events replay``) work on the server's own stores.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from matih_ml.cli.approvals import approvals_app
+from matih_ml.cli.batch import batch_app
 from matih_ml.cli.events import events_app
 from matih_ml.cli.jobs import jobs_app
 from matih_ml.cli.keys import keys_app
@@ -42,6 +43,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("dispatcher")(dispatcher)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(batch_app, name="batch")
 
 
 @app.callback()

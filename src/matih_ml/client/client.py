@@ -7,6 +7,7 @@ from types import TracebackType
 import httpx
 
 from matih_ml.client.admin import KeysClient, WebhooksClient
+from matih_ml.client.batch import BatchJobsClient
 from matih_ml.client.config import ClientConfig
 from matih_ml.client.events import EventsClient
 from matih_ml.client.jobs import JobsClient
@@ -57,6 +58,7 @@ class MatihClient:
         runs: Runs: create, log, end, metric history, artifacts.
         events: The tenant's event feed.
         jobs: Training jobs.
+        batch: Batch-scoring jobs (a model over a table, into parquet).
         serving: Predictions, traffic modes, monitoring.
         webhooks: Webhooks and their deliveries (admins).
         keys: API keys (admins).
@@ -93,6 +95,7 @@ class MatihClient:
         self.runs = RunsClient(self._t)
         self.events = EventsClient(self._t)
         self.jobs = JobsClient(self._t)
+        self.batch = BatchJobsClient(self._t)
         self.serving = ServingClient(self._t)
         self.webhooks = WebhooksClient(self._t)
         self.keys = KeysClient(self._t)

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from matih_ml.batch_spec import BatchSpec
 from matih_ml.contracts.names import (
     ApprovalStatusName,
     DeliveryStateName,
@@ -44,6 +45,7 @@ from matih_ml.contracts.policy import Policy
 from matih_ml.contracts.schemas import (
     ApprovalRead,
     ArtifactRead,
+    BatchJobRead,
     ComparisonRow,
     DeliveryRead,
     DownsampledRead,
@@ -563,6 +565,53 @@ class JobsContract(Protocol):
 
 
 @runtime_checkable
+class BatchJobsContract(Protocol):
+    """Batch-scoring jobs: score a table with a model, on Ray Data, into parquet.
+
+    They share the training jobs' queue, executor, limit, cancel and logs; a training
+    job's id here is not found, as a batch job's is among training jobs.
+    """
+
+    def submit(self, spec: BatchSpec | Mapping[str, Any]) -> BatchJobRead:
+        """Queue a batch-scoring job.
+
+        Raises:
+            ValidationError: The spec is not valid, or a path is not under the tenant's
+                data root or ``s3://`` prefix; ``details['field']`` names the field.
+            NotFoundError: The tenant has no such model.
+            LimitExceededError: The tenant has its limit of jobs queued or running.
+        """
+        ...
+
+    def list(
+        self,
+        *,
+        status: JobStatusName | None = None,
+        limit: int = 100,
+        page_token: str | None = None,
+    ) -> Page[BatchJobRead]:
+        """One page of the tenant's batch jobs, newest first."""
+        ...
+
+    def get(self, job_id: str) -> BatchJobRead:
+        """One batch job: its status, progress (rows scored of total), the version it
+        scores with, and once finished its outcome, reason and result."""
+        ...
+
+    def cancel(self, job_id: str) -> BatchJobRead:
+        """Cancel a queued batch job, or ask a running one to stop (it leaves no output).
+
+        Raises:
+            ConflictError: The job has finished.
+        """
+        ...
+
+    def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
+        """The job's log lines after ``after`` (pass back ``next_after`` to follow)."""
+        ...
+
+
+@runtime_checkable
 class ServingContract(Protocol):
     """Predictions, traffic modes (shadow, A/B), their evidence, and monitoring."""
 
@@ -683,6 +732,7 @@ CONTRACTS: dict[str, type] = {
     "runs": RunsContract,
     "events": EventsContract,
     "jobs": JobsContract,
+    "batch": BatchJobsContract,
     "serving": ServingContract,
     "webhooks": WebhooksContract,
     "keys": KeysContract,

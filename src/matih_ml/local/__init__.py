@@ -21,6 +21,7 @@ from matih_ml.contracts.schemas import Health, WhoAmI
 
 if TYPE_CHECKING:
     from matih_ml.local.admin import LocalKeys, LocalWebhooks
+    from matih_ml.local.batch import LocalBatchJobs
     from matih_ml.local.events import LocalEvents
     from matih_ml.local.jobs import LocalJobs
     from matih_ml.local.lifecycle import LocalApprovals, LocalLifecycle
@@ -130,6 +131,13 @@ class LocalClient:
         from matih_ml.local.jobs import LocalJobs
 
         return LocalJobs(self.services, self.principal)
+
+    @cached_property
+    def batch(self) -> LocalBatchJobs:
+        """Batch-scoring jobs (``BatchJobsContract``)."""
+        from matih_ml.local.batch import LocalBatchJobs
+
+        return LocalBatchJobs(self.services, self.principal)
 
     @cached_property
     def serving(self) -> LocalServing:
