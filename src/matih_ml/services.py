@@ -32,6 +32,7 @@ from matih_ml.training.jobs import JobService
 
 if TYPE_CHECKING:
     from matih_ml.serving.service import PredictionService
+    from matih_ml.training.executor import JobRunner
 
 # Guards building each Services' PredictionService once (two first requests at once).
 _serving_lock = threading.Lock()
@@ -78,6 +79,16 @@ class Services:
                     # Frozen: the fields are; this cache is not one (replace() builds anew).
                     object.__setattr__(self, "_serving", found)
         return found
+
+    @property
+    def job_runners(self) -> dict[str, JobRunner]:
+        """The executor's runner of each job kind beside training: batch inference.
+
+        Handed to every :class:`~matih_ml.training.executor.JobExecutor` built on these
+        services: the executor is training's, and batch inference is a layer above it.
+        Imported on use, as batch imports Ray Data.
+        """
+        return {}
 
 
 def build_services(settings: Settings) -> Services:
@@ -136,7 +147,7 @@ def build_services(settings: Settings) -> Services:
         events=events,
         webhooks=webhooks,
         dispatcher=dispatcher,
-        jobs=JobService(db, settings),
+        jobs=JobService(db, settings, require_model=registry.require_model),
         runtime=runtime,
         projector=projector,
     )

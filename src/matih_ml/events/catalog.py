@@ -39,6 +39,8 @@ class EventType(StrEnum):
     APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
     APPROVAL_APPROVED = "APPROVAL_APPROVED"
     APPROVAL_REJECTED = "APPROVAL_REJECTED"
+    BATCH_INFERENCE_STARTED = "BATCH_INFERENCE_STARTED"
+    BATCH_INFERENCE_COMPLETED = "BATCH_INFERENCE_COMPLETED"
 
 
 class _Data(BaseModel):
@@ -167,6 +169,27 @@ class ApprovalDecided(_Data):
     reason: str = ""
 
 
+class BatchStarted(_Data):
+    """A batch inference job resolved its version and began to score its input."""
+
+    job_id: str
+    model: str
+    version: str = Field(description="The version resolved when the job started")
+    input: str = Field(description="The input's path as the job names it")
+    rows_total: int | None = Field(default=None, description="None: not known up front")
+
+
+class BatchCompleted(_Data):
+    """A batch inference job wrote every row's scores to its output."""
+
+    job_id: str
+    model: str
+    version: str
+    rows: int
+    output: str = Field(description="The output's path as the job names it")
+    seconds: float
+
+
 DATA: dict[EventType, type[_Data]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -180,6 +203,8 @@ DATA: dict[EventType, type[_Data]] = {
     EventType.APPROVAL_REQUESTED: ApprovalRequested,
     EventType.APPROVAL_APPROVED: ApprovalDecided,
     EventType.APPROVAL_REJECTED: ApprovalDecided,
+    EventType.BATCH_INFERENCE_STARTED: BatchStarted,
+    EventType.BATCH_INFERENCE_COMPLETED: BatchCompleted,
 }
 
 

@@ -328,11 +328,15 @@ class MonitorEpisodeRow(TenantOwned, Base):
 
 
 class TrainingJobRow(TenantOwned, Base):
-    """A training job: its validated spec, where it is, and what it did."""
+    """A job (training or batch inference): its validated spec, where it is, what it did."""
 
     __tablename__ = "matih_training_jobs"
 
     job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # "training" or "batch": one table, one queue and one executor for both kinds.
+    kind: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="training", server_default="training"
+    )
     name: Mapped[str] = mapped_column(String(128), nullable=False)
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     spec: Mapped[dict] = mapped_column(JSON, nullable=False)
@@ -351,9 +355,12 @@ class TrainingJobRow(TenantOwned, Base):
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     parent_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # A batch job's rows scored of the total, while it runs ({"rows_done", "rows_total"}).
+    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_matih_training_jobs_tenant", "tenant_id", "created_at"),
+        Index("ix_matih_training_jobs_tenant_kind", "tenant_id", "kind", "created_at"),
         Index("ix_matih_training_jobs_status", "status", "created_at"),
     )
 

@@ -7,6 +7,7 @@ composition root.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from matih_ml.store.db import Database
     from matih_ml.tenancy import TenantDirectory
     from matih_ml.tracking.runs import RunService
+    from matih_ml.training.executor import JobRunner
     from matih_ml.training.jobs import JobService
 
 
@@ -46,3 +48,8 @@ class TrainingServices(Protocol):
 
     @property
     def jobs(self) -> JobService: ...
+
+    @property
+    def job_runners(self) -> Mapping[str, JobRunner]:
+        """The executor's runner of each job kind beside training (batch inference)."""
+        ...

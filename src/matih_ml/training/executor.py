@@ -1,9 +1,14 @@
-"""The executor: claims queued training jobs, runs them, and keeps their rows honest.
+"""The executor: claims queued jobs, runs them, and keeps their rows honest.
 
 Any replica with ``MATIH_TRAINING_WORKERS`` > 0 runs one. Jobs are claimed from the
 database, so replicas share the queue and a job runs once. A heartbeat thread marks this
 executor's jobs alive, passes cancel requests to them, and fails the jobs of executors
 that died (no heartbeat for ``MATIH_TRAINING_STALE_S``), ending their runs as FAILED.
+
+Training jobs run here (:func:`~matih_ml.training.runner.run_job`); a job of another kind
+runs with the :data:`JobRunner` the composition root hands in for it (batch inference's
+lives in ``matih_ml.batch``, a layer above training, so it is never imported here). An
+executor claims only the kinds it has a runner for.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from matih_ml.errors import MatihError
@@ -26,6 +32,28 @@ from matih_ml.training.runner import JobResult, run_job
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """How a job of another kind than training ended (its runner's answer).
+
+    Attributes:
+        status: ``succeeded`` or ``failed``.
+        outcome: The job's outcome (``succeeded``, ``failed``...).
+        reason: One line saying what happened, for a person.
+        result: The job's figures (JSON).
+    """
+
+    status: str
+    outcome: str
+    reason: str
+    result: dict[str, Any] | None = None
+
+
+# Runs one claimed job of a kind: logs through the context, raises JobCancelled when the
+# context says so (having cleaned up), a MatihError for a failure to report as it is.
+JobRunner = Callable[[Job, JobContext], Finished]
+
+
 def _result(result: JobResult) -> dict[str, Any]:
     # Tune samples numpy scalars: stored as JSON, they become plain numbers.
     def plain(value: Any) -> Any:
@@ -35,7 +63,7 @@ def _result(result: JobResult) -> dict[str, Any]:
 
 
 class JobExecutor:
-    """Runs training jobs in background threads of this process.
+    """Runs jobs in background threads of this process.
 
     Args:
         services: The service layer (``services.jobs`` holds the queue).
@@ -43,6 +71,8 @@ class JobExecutor:
         poll_s: How often an idle worker looks for queued jobs (a submit in this
             process wakes it at once).
         heartbeat_s: How often running jobs are marked alive and cancels are read.
+        runners: The runner of each kind beside training (``{"batch": ...}``); the
+            services' ``job_runners`` when not given.
     """
 
     def __init__(
@@ -52,9 +82,13 @@ class JobExecutor:
         workers: int | None = None,
         poll_s: float = 1.0,
         heartbeat_s: float = 1.0,
+        runners: Mapping[str, JobRunner] | None = None,
     ) -> None:
         self._services = services
         self._jobs: JobService = services.jobs
+        self._runners = dict(services.job_runners if runners is None else runners)
+        self._runners.pop("training", None)  # training jobs run here, as always
+        self.kinds = ("training", *sorted(self._runners))
         self._workers = services.settings.training_workers if workers is None else workers
         self._poll_s = poll_s
         self._heartbeat_s = heartbeat_s
@@ -118,9 +152,9 @@ class JobExecutor:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                job = self._jobs.claim(self.worker_id)
+                job = self._jobs.claim(self.worker_id, kinds=self.kinds)
             except Exception:  # the database is down: try again later
-                log.exception("cannot claim a training job")
+                log.exception("cannot claim a job")
                 job = None
             if job is None:
                 with self._wake:
@@ -129,7 +163,7 @@ class JobExecutor:
             try:
                 self._run(job)
             except Exception:  # recording the end failed (database down): stale later
-                log.exception("training job %s: cannot record its end", job.job_id)
+                log.exception("%s job %s: cannot record its end", job.kind, job.job_id)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._heartbeat_s):
@@ -170,19 +204,18 @@ class JobExecutor:
             cancelled=cancel.is_set,
             on_parent_run=lambda run_id: self._jobs.set_parent_run(job.job_id, run_id),
         )
-        settings = self._services.settings
         try:
-            # Validated again: the operator may have withdrawn an entry point since.
-            spec = self._jobs.validate(job.spec)
-            result = run_job(
-                self._services,
-                job.tenant_id,
-                spec,
-                data_root=settings.tenant_data_root(job.tenant_id),
-                actor=job.created_by,
-                ray_address=settings.ray_address,
-                context=ctx,
-            )
+            if job.kind != "training":
+                ended = self._runners[job.kind](job, ctx)
+                self._jobs.finish(
+                    job.job_id,
+                    ended.status,
+                    outcome=ended.outcome,
+                    reason=ended.reason,
+                    result=ended.result,
+                )
+                return
+            result = self._train(job, ctx)
         except JobCancelled:
             self._jobs.finish(
                 job.job_id, "cancelled", outcome="cancelled", reason="cancelled while running"
@@ -190,7 +223,7 @@ class JobExecutor:
         except MatihError as exc:
             self._jobs.finish(job.job_id, "failed", outcome="failed", reason=exc.message)
         except Exception as exc:
-            log.exception("training job %s failed", job.job_id)
+            log.exception("%s job %s failed", job.kind, job.job_id)
             reason = f"{type(exc).__name__}: {exc}"
             self._jobs.finish(job.job_id, "failed", outcome="failed", reason=reason)
         else:
@@ -205,3 +238,17 @@ class JobExecutor:
         finally:
             with self._lock:
                 self._running.pop(job.job_id, None)
+
+    def _train(self, job: Job, ctx: JobContext) -> JobResult:
+        settings = self._services.settings
+        # Validated again: the operator may have withdrawn an entry point since.
+        spec = self._jobs.validate(job.spec)
+        return run_job(
+            self._services,
+            job.tenant_id,
+            spec,
+            data_root=settings.tenant_data_root(job.tenant_id),
+            actor=job.created_by,
+            ray_address=settings.ray_address,
+            context=ctx,
+        )

@@ -1,121 +1,76 @@
-"""Training jobs as a resource: submit, read, list, cancel, and their logs.
+"""Jobs as a resource: submit, read, list, cancel, and their logs.
 
-A job is a row in the service database. Submitting validates the body and queues it;
-an executor (:mod:`~matih_ml.training.executor`) in any replica claims it, runs it and
-records what happened. Everything here is tenant-scoped: another tenant's job is a 404.
+A job is a row in the service database: a training job, or a batch inference job (its
+``kind``). Submitting validates the body and queues it; an executor
+(:mod:`~matih_ml.training.executor`) in any replica claims it, runs it and records what
+happened. Both kinds share the table, the queue, the executor, the per-tenant limit,
+cancelling and logs. Everything here is tenant-scoped: another tenant's job is a 404, and
+so is a job of another kind than the one asked for.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from matih_ml.batch_spec import BatchSpec, check_under_root, validate_batch
 from matih_ml.config import Settings
 from matih_ml.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
 from matih_ml.job_spec import JobSpec, validate_job
 from matih_ml.store import lifecycle_store
 from matih_ml.store.db import Database
 from matih_ml.store.models import TrainingJobLogRow, TrainingJobRow, TrainingQuotaRow
+from matih_ml.training.job_records import (
+    ACTIVE,
+    JOB_ID_PATTERN,
+    KINDS,
+    LOG_LINE_MAX,
+    STATUSES,
+    Job,
+    LogLine,
+    check_job_id,
+    check_kind,
+    job_of,
+)
 
-JOB_ID_PATTERN = r"^job_[a-f0-9]{16}$"
-ACTIVE = ("queued", "running")
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-LOG_LINE_MAX = 4000
+__all__ = [
+    "ACTIVE",
+    "JOB_ID_PATTERN",
+    "KINDS",
+    "LOG_LINE_MAX",
+    "STATUSES",
+    "Job",
+    "JobService",
+    "LogLine",
+    "check_job_id",
+]
 
-
-@dataclass(frozen=True)
-class Job:
-    """A training job as callers see it.
-
-    Attributes:
-        job_id: ``job_`` and 16 hex digits.
-        status: ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``.
-        outcome: For a succeeded job, ``registered`` or ``not_registered``; else the status.
-        reason: One line saying what happened and why.
-        result: The job's figures (metric, baseline, version, stage, trials...).
-        cancel_requested: True once someone asked a running job to stop.
-        parent_run_id: The job's run in the tracker, once it started.
-        spec: The validated job body.
-    """
-
-    job_id: str
-    tenant_id: str
-    name: str
-    model_name: str
-    status: str
-    outcome: str | None
-    reason: str | None
-    result: dict[str, Any] | None
-    cancel_requested: bool
-    created_by: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    parent_run_id: str | None
-    spec: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of a job's log."""
-
-    seq: int
-    at: datetime
-    line: str
-
-
-def _job(row: TrainingJobRow) -> Job:
-    aware = lifecycle_store.aware
-    return Job(
-        job_id=row.job_id,
-        tenant_id=row.tenant_id,
-        name=row.name,
-        model_name=row.model_name,
-        status=row.status,
-        outcome=row.outcome,
-        reason=row.reason,
-        result=row.result,
-        cancel_requested=row.cancel_requested,
-        created_by=row.created_by,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
-        started_at=aware(row.started_at),
-        finished_at=aware(row.finished_at),
-        parent_run_id=row.parent_run_id,
-        spec=row.spec,
-    )
-
-
-def check_job_id(job_id: str) -> str:
-    """Refuse anything that is not a job id (a 404 would hide a typo as 'not found')."""
-    if not (
-        isinstance(job_id, str)
-        and len(job_id) == 20
-        and job_id.startswith("job_")
-        and all(c in "0123456789abcdef" for c in job_id[4:])
-    ):
-        raise ValidationError(
-            f"{job_id!r} is not a job id (job_ and 16 hex digits).", details={"field": "job_id"}
-        )
-    return job_id
+# (tenant, model) -> raises NotFoundError for a model the tenant does not have.
+RequireModel = Callable[[str, str], object]
 
 
 class JobService:
-    """Submit, read, list and cancel a tenant's training jobs; the executor's bookkeeping.
+    """Submit, read, list and cancel a tenant's jobs; the executor's bookkeeping.
 
     Args:
         db: The service database.
-        settings: For the per-tenant limit and the operator's entry points.
+        settings: For the per-tenant limit, the operator's entry points and the tenants'
+            data roots.
+        require_model: Raises NotFoundError for a model the tenant does not have (a batch
+            job names one); without it, a batch job's model is checked when it runs.
     """
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, require_model: RequireModel | None = None
+    ) -> None:
         self._db = db
         self._settings = settings
+        self._require_model = require_model
         self._listeners: list[Callable[[], None]] = []
 
     def on_submit(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -127,11 +82,21 @@ class JobService:
     # ------------------------------------------------------------------ tenants' side
 
     def validate(self, body: Any) -> JobSpec:
-        """Parse a job body with the operator's allow-list of entry points."""
+        """Parse a training job body with the operator's allow-list of entry points."""
         return validate_job(body, entry_points=self._settings.training_entry_points)
 
+    def validate_batch(self, tenant_id: str, body: Any) -> BatchSpec:
+        """Parse a batch job body and check its paths are under the tenant's data root.
+
+        Raises:
+            ValidationError: Naming the first bad field (a path elsewhere: its field).
+        """
+        spec = validate_batch(body)
+        check_under_root(spec, self._settings.tenant_data_root(tenant_id))
+        return spec
+
     def submit(self, tenant_id: str, body: Any, *, actor: str = "") -> Job:
-        """Validate and queue a job.
+        """Validate and queue a training job.
 
         Raises:
             ValidationError: Naming the first bad field (``details["problems"]`` has all).
@@ -139,6 +104,28 @@ class JobService:
                 running already.
         """
         spec = self.validate(body)
+        # What was sent (and what validation derived): validated again as it is.
+        stored = spec.model_dump(mode="json", exclude_unset=True)
+        return self._queue(tenant_id, "training", spec.name, spec.model_name, stored, actor)
+
+    def submit_batch(self, tenant_id: str, body: Any, *, actor: str = "") -> Job:
+        """Validate and queue a batch inference job (``kind="batch"``).
+
+        Raises:
+            ValidationError: Naming the first bad field; a path outside the tenant's data
+                root names ``input.path`` or ``output.path``.
+            NotFoundError: The tenant has no such model.
+            LimitExceededError: As :meth:`submit` (both kinds count towards one limit).
+        """
+        spec = self.validate_batch(tenant_id, body)
+        if self._require_model is not None:
+            self._require_model(tenant_id, spec.model)
+        stored = spec.model_dump(mode="json", exclude_unset=True)
+        return self._queue(tenant_id, "batch", spec.name, spec.model, stored, actor)
+
+    def _queue(
+        self, tenant_id: str, kind: str, name: str, model: str, spec: dict[str, Any], actor: str
+    ) -> Job:
         limit = self._settings.training_max_jobs
         job_id = "job_" + secrets.token_hex(8)
         with self._db.uow(tenant=tenant_id) as s:
@@ -150,40 +137,45 @@ class JobService:
             )
             if (active or 0) >= limit:
                 raise LimitExceededError(
-                    f"tenant {tenant_id!r} has {active} training jobs queued or running and "
+                    f"tenant {tenant_id!r} has {active} jobs queued or running and "
                     f"the limit is {limit}: wait for one to finish, or cancel one.",
                     details={"limit": limit, "active": active},
                 )
-            at = lifecycle_store.now()
             row = TrainingJobRow(
                 job_id=job_id,
                 tenant_id=tenant_id,
-                name=spec.name,
-                model_name=spec.model_name,
-                # What was sent (and what validation derived): validated again as it is.
-                spec=spec.model_dump(mode="json", exclude_unset=True),
+                kind=kind,
+                name=name,
+                model_name=model,
+                spec=spec,
                 status="queued",
                 cancel_requested=False,
                 created_by=actor,
-                created_at=at,
+                created_at=lifecycle_store.now(),
             )
             s.add(row)
             self._log(s, job_id, [f"queued by {actor or '-'}"])
             s.flush()
-            job = _job(row)
+            job = job_of(row)
         for listener in self._listeners:
             listener()
         return job
 
-    def get(self, tenant_id: str, job_id: str) -> Job:
-        """One job of the tenant; NotFoundError for another tenant's."""
+    def get(self, tenant_id: str, job_id: str, *, kind: str | None = None) -> Job:
+        """One job of the tenant; NotFoundError for another tenant's, or another kind's."""
         with self._db.uow(tenant=tenant_id) as s:
-            return _job(self._row(s, check_job_id(job_id)))
+            return job_of(self._row(s, check_job_id(job_id), check_kind(kind)))
 
     def list(
-        self, tenant_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        kind: str | None = None,
     ) -> list[Job]:
-        """The tenant's jobs, newest first."""
+        """The tenant's jobs (of ``kind``, or of every kind), newest first."""
         if status is not None and status not in STATUSES:
             raise ValidationError(
                 f"status must be one of {', '.join(STATUSES)}.", details={"field": "status"}
@@ -191,19 +183,25 @@ class JobService:
         q = select(TrainingJobRow)
         if status is not None:
             q = q.where(TrainingJobRow.status == status)
+        if check_kind(kind) is not None:
+            q = q.where(TrainingJobRow.kind == kind)
         q = q.order_by(TrainingJobRow.created_at.desc(), TrainingJobRow.job_id.desc())
         with self._db.uow(tenant=tenant_id) as s:
-            return [_job(r) for r in s.scalars(q.offset(offset).limit(limit)).all()]
+            return [job_of(r) for r in s.scalars(q.offset(offset).limit(limit)).all()]
 
-    def cancel(self, tenant_id: str, job_id: str, *, actor: str = "") -> Job:
+    def cancel(
+        self, tenant_id: str, job_id: str, *, actor: str = "", kind: str | None = None
+    ) -> Job:
         """Cancel a queued job now, or ask a running one to stop (it stops within seconds).
 
         Cancelling a cancelled job again is a no-op.
 
         Raises:
+            NotFoundError: Another tenant's job, or another kind's.
             ConflictError: The job has finished already.
         """
         check_job_id(job_id)
+        check_kind(kind)
         with self._db.uow(tenant=tenant_id) as s:
             # A write first takes the row (or SQLite's database) before reading it.
             s.execute(
@@ -211,7 +209,7 @@ class JobService:
                 .where(TrainingJobRow.job_id == job_id)
                 .values(cancel_requested=TrainingJobRow.cancel_requested)
             )
-            row = self._row(s, job_id)
+            row = self._row(s, job_id, kind)
             who = actor or "-"
             if row.status == "queued":
                 row.status = row.outcome = "cancelled"
@@ -227,15 +225,22 @@ class JobService:
                     details={"status": row.status},
                 )
             s.flush()
-            return _job(row)
+            return job_of(row)
 
     def logs(
-        self, tenant_id: str, job_id: str, *, after: int = 0, limit: int = 1000
+        self,
+        tenant_id: str,
+        job_id: str,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        kind: str | None = None,
     ) -> list[LogLine]:
         """The job's log lines numbered above ``after``, oldest first."""
         check_job_id(job_id)
+        check_kind(kind)
         with self._db.uow(tenant=tenant_id) as s:
-            self._row(s, job_id)
+            self._row(s, job_id, kind)
             rows = s.scalars(
                 select(TrainingJobLogRow)
                 .where(TrainingJobLogRow.job_id == job_id, TrainingJobLogRow.seq > after)
@@ -248,11 +253,11 @@ class JobService:
     # The executor serves every tenant's queue: its bookkeeping works by job id, in
     # unscoped units of work.
 
-    def claim(self, worker: str) -> Job | None:
-        """Take the oldest queued job for ``worker``; None when there is none."""
+    def claim(self, worker: str, *, kinds: Sequence[str] = KINDS) -> Job | None:
+        """Take the oldest queued job of ``kinds`` for ``worker``; None when there is none."""
         first = (
             select(TrainingJobRow.job_id)
-            .where(TrainingJobRow.status == "queued")
+            .where(TrainingJobRow.status == "queued", TrainingJobRow.kind.in_(kinds))
             .order_by(TrainingJobRow.created_at, TrainingJobRow.job_id)
             .limit(1)
         )
@@ -277,7 +282,7 @@ class JobService:
             self._log(s, won[0], [f"started on {worker}"])
             row = s.get(TrainingJobRow, won[0])
             assert row is not None
-            return _job(row)
+            return job_of(row)
 
     def heartbeat(self, worker: str, job_ids: Sequence[str]) -> set[str]:
         """Mark ``worker``'s running jobs alive; return those asked to cancel."""
@@ -316,6 +321,20 @@ class JobService:
                 .values(parent_run_id=run_id)
             )
 
+    def set_progress(
+        self, job_id: str, rows_done: int, rows_total: int | None, *, version: str | None = None
+    ) -> None:
+        """Record a running batch job's rows scored of the total (and the version it uses)."""
+        progress: dict[str, Any] = {"rows_done": int(rows_done), "rows_total": rows_total}
+        if version is not None:
+            progress["version"] = version
+        with self._db.unscoped() as s:
+            s.execute(
+                update(TrainingJobRow)
+                .where(TrainingJobRow.job_id == job_id)
+                .values(progress=progress)
+            )
+
     def finish(
         self,
         job_id: str,
@@ -341,7 +360,7 @@ class JobService:
             self._log(s, job_id, [f"{status}: {reason}"])
             row = s.get(TrainingJobRow, job_id)
             assert row is not None
-            return _job(row)
+            return job_of(row)
 
     def fail_stale(self, stale_s: float) -> list[Job]:
         """Fail running jobs whose executor stopped beating ``stale_s`` ago."""
@@ -366,7 +385,7 @@ class JobService:
             for job_id in ids:
                 self._log(s, job_id, [f"failed: {reason}"])
             rows = s.scalars(select(TrainingJobRow).where(TrainingJobRow.job_id.in_(ids))).all()
-            return [_job(r) for r in rows]
+            return [job_of(r) for r in rows]
 
     # -------------------------------------------------------------------- internals
 
@@ -384,11 +403,12 @@ class JobService:
         )
 
     @staticmethod
-    def _row(s: Session, job_id: str) -> TrainingJobRow:
-        # The session is the tenant's: another tenant's job is not found either.
+    def _row(s: Session, job_id: str, kind: str | None = None) -> TrainingJobRow:
+        # The session is the tenant's: another tenant's job is not found either, and
+        # neither is a job of another kind (a batch job's id on the training jobs' path).
         row = s.get(TrainingJobRow, job_id)
-        if row is None:
-            raise NotFoundError(f"training job {job_id!r} not found.")
+        if row is None or (kind is not None and row.kind != kind):
+            raise NotFoundError(f"{kind or 'the'} job {job_id!r} not found.")
         return row
 
     @staticmethod
