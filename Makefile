@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_serving.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_projection.py
 	$(PY) benchmarks/bench_mlflow_protocol.py

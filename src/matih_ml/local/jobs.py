@@ -20,6 +20,8 @@ from matih_ml.training.jobs import Job, LogLine
 
 # A page token is the offset of the page's first job (the route's query pattern).
 _TOKEN = re.compile(r"[0-9]{1,9}")
+# Every call names its kind: a batch job's id here is not found (the service's filter).
+_KIND = "training"
 
 
 def _read(job: Job) -> JobRead:
@@ -67,20 +69,21 @@ class LocalJobs(JobsWalk, Door):
             )
         offset = int(page_token or 0)
         # One more than asked: whether it comes back says whether a next page exists.
-        jobs = self._s.jobs.list(tenant, status=status, limit=limit + 1, offset=offset)
+        jobs = self._s.jobs.list(tenant, status=status, limit=limit + 1, offset=offset, kind=_KIND)
         token = str(offset + limit) if len(jobs) > limit else None
         return Page(items=[_read(j) for j in jobs[:limit]], next_page_token=token)
 
     def get(self, job_id: str) -> JobRead:
         tenant = self._need(Permission.READ)
-        return _read(self._s.jobs.get(tenant, job_id))
+        return _read(self._s.jobs.get(tenant, job_id, kind=_KIND))
 
     def cancel(self, job_id: str) -> JobRead:
         tenant = self._need(Permission.WRITE)
-        return _read(self._s.jobs.cancel(tenant, job_id, actor=self._who.subject))
+        return _read(self._s.jobs.cancel(tenant, job_id, actor=self._who.subject, kind=_KIND))
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
         tenant = self._need(Permission.READ)
         within(after, "after", 0, 2**62)
         within(limit, "limit", 1, 5000)
-        return _page(self._s.jobs.logs(tenant, job_id, after=after, limit=limit), after)
+        lines = self._s.jobs.logs(tenant, job_id, after=after, limit=limit, kind=_KIND)
+        return _page(lines, after)

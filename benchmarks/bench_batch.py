@@ -1,0 +1,175 @@
+"""A batch-scoring job beside a plain loop of ``pyfunc.predict`` over the same file.
+
+- **plain**: ``mlflow.pyfunc.load_model(...)`` in this process, then the parquet file read
+  in chunks of ``BATCH`` rows, each chunk predicted, the ids and predictions written to
+  one parquet file (what a script does to get the job's output by hand).
+- **ours**: the same model registered and in production, a batch job submitted through
+  the in-process door (``LocalClient.batch``), run by the job executor on a local Ray
+  with 2 CPUs and ``concurrency`` 2 (two scoring actors, each loading the model once),
+  and waited for. Its time is the whole job: queue, version resolution, Ray Data's read,
+  scoring, the atomic write of the output and the events.
+
+Both read the same 1,000,000-row parquet file with ``BATCH`` rows a chunk and write the
+same columns; rows/s is rows over wall time, in one run. The target: ours at least 3x
+the plain loop with 2 local workers.
+
+Run with ``make bench`` (or ``.venv/bin/python benchmarks/bench_batch.py``);
+docs/performance.md records the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+ROWS, FEATURES, BATCH, WORKERS = 1_000_000, 10, 4096, 2
+MODEL = "scorer"
+COLUMNS = [f"f{i}" for i in range(FEATURES)]
+
+
+def _table(root: Path) -> Path:
+    """The input: an ``id`` key column and ``FEATURES`` float columns."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(ROWS, FEATURES)), columns=COLUMNS)
+    frame.insert(0, "id", np.arange(ROWS, dtype="int64"))
+    path = root / "big.parquet"
+    # Row groups of 64k rows: Ray Data reads a file's row groups as blocks in parallel.
+    frame.to_parquet(path, index=False, row_group_size=65_536)
+    return path
+
+
+def _estimator() -> tuple[Any, Any]:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.normal(size=(5_000, FEATURES)), columns=COLUMNS)
+    y = (x["f0"] - x["f1"] + 0.3 * x["f2"] > 0).astype(int)
+    return LogisticRegression().fit(x, y), x
+
+
+def plain(saved: Path, table: Path, out: Path) -> float:
+    """The plain loop; returns its seconds (load included, as the job's are)."""
+    import mlflow.pyfunc
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    model = mlflow.pyfunc.load_model(str(saved))
+    parts = []
+    for batch in pq.ParquetFile(table).iter_batches(batch_size=BATCH):
+        frame = batch.to_pandas()
+        predicted = model.predict(frame[COLUMNS])
+        parts.append(pd.DataFrame({"id": frame["id"], "prediction": predicted}))
+    scored = pd.concat(parts, ignore_index=True)
+    scored.to_parquet(out, index=False)
+    elapsed = time.perf_counter() - start
+    assert len(scored) == ROWS
+    return elapsed
+
+
+def ours(ml: Any, name: str) -> tuple[float, Any]:
+    """Submit the job, wait for it; returns its seconds and the finished job."""
+    body = {
+        "name": name,
+        "model": MODEL,
+        "input": {"path": "big.parquet"},
+        "columns": COLUMNS,
+        "key_columns": ["id"],
+        "output": {"path": f"scores/{name}.parquet"},
+        "batch_size": BATCH,
+        "concurrency": WORKERS,
+    }
+    start = time.perf_counter()
+    job = ml.batch.submit(body)
+    job = ml.batch.wait(job.job_id, poll=0.05)
+    elapsed = time.perf_counter() - start
+    assert job.status == "succeeded", (job.status, job.reason)
+    assert job.result["rows"] == ROWS, job.result
+    return elapsed, job
+
+
+def main() -> None:
+    import mlflow.sklearn
+    import pandas as pd
+    import ray
+    from mlflow.models import infer_signature
+
+    from matih_ml.config import Settings
+    from matih_ml.local import LocalClient
+    from matih_ml.registry.policy import Policy, ProductionGate
+    from matih_ml.services import build_services
+    from matih_ml.training.executor import JobExecutor
+
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    with tempfile.TemporaryDirectory(prefix="matih-bench-batch-") as tmp:
+        folder = Path(tmp)
+        settings = Settings(
+            MATIH_DATA_DIR=str(folder / "data"),
+            MLFLOW_TRACKING_URI=None,
+            MLFLOW_REGISTRY_URI=None,
+            MLFLOW_ARTIFACT_ROOT=None,
+            MATIH_TRAINING_WORKERS=0,  # the executor below is the only one
+        )
+        root = Path(settings.tenant_data_root("bench"))
+        root.mkdir(parents=True)
+        table = _table(root)
+        estimator, x = _estimator()
+        saved = folder / "plain-model"
+        mlflow.sklearn.save_model(
+            estimator, str(saved), signature=infer_signature(x, estimator.predict(x))
+        )
+
+        services = build_services(settings)
+        tenant = services.tenants.create_tenant("bench").tenant_id
+        # No four-eyes approval: the benchmark is about scoring, not about the gates.
+        services.lifecycle.policies.set(
+            tenant, Policy(production=ProductionGate(require_approval=False))
+        )
+        _, version = services.registry.register_model_version(
+            tenant, MODEL, estimator, "sklearn", {"accuracy": 0.9}, {}, input_example=x.head(5)
+        )
+        for stage in ("staging", "production"):
+            services.lifecycle.transition_stage(tenant, MODEL, version.version, stage)
+        ml = LocalClient.operator(services, tenant)
+
+        ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
+        executor = JobExecutor(services, workers=1, poll_s=0.05, heartbeat_s=0.2)
+        executor.start()
+        try:
+            plain(saved, table, folder / "warm.parquet")  # warm imports and the page cache
+            ours(ml, "warm")  # warm Ray's workers (a long-lived service has them)
+            p = plain(saved, table, folder / "plain.parquet")
+            o, job = ours(ml, "bench")
+        finally:
+            executor.stop()
+            ray.shutdown()
+        out = pd.read_parquet(root / "scores" / "bench.parquet")
+        mine = pd.read_parquet(folder / "plain.parquet")
+        same = out.sort_values("id")["prediction"].to_numpy() == mine["prediction"].to_numpy()
+        assert same.all(), "the job and the plain loop disagree"
+
+    print("`.venv/bin/python benchmarks/bench_batch.py`")
+    print(f"{ROWS:,} rows x {FEATURES} features of parquet, LogisticRegression, chunks of {BATCH}")
+    print(f"| {'what':<58} | {'s':>6} | {'rows/s':>10} |")
+    print(f"|{'-' * 60}|{'-' * 8}|{'-' * 12}|")
+    for what, seconds in (
+        ("plain: pyfunc.load_model + predict per chunk + write", p),
+        (f"ours: batch job, local Ray, {WORKERS} CPUs, concurrency {WORKERS}", o),
+    ):
+        print(f"| {what:<58} | {seconds:6.2f} | {ROWS / seconds:10,.0f} |")
+    print(f"ours / plain, rows/s: {p / o:.2f}x (target >= 3x); version {job.version}")
+
+
+if __name__ == "__main__":
+    main()
