@@ -10,6 +10,11 @@ from api.helpers import TRAINING_JOB, ok, register, run_with_model
 from conftest import ApiTenant, new_tenant_id
 from matih_ml.api.app import create_app
 
+BATCH_JOB = {
+    "model": "churn",
+    "input": {"path": "in.parquet"},
+    "output": {"path": "out.parquet"},
+}
 # (method, path, body). {run}, {exp}, {key} are A's. Paths are the templates' order.
 CALLS = [
     ("GET", "/api/v1/models", None),
@@ -67,6 +72,11 @@ CALLS = [
     ("GET", "/api/v1/training-jobs/{job}", None),
     ("POST", "/api/v1/training-jobs/{job}/cancel", None),
     ("GET", "/api/v1/training-jobs/{job}/logs", None),
+    ("POST", "/api/v1/batch-jobs", BATCH_JOB),  # A's model is not B's: 404
+    ("GET", "/api/v1/batch-jobs", None),
+    ("GET", "/api/v1/batch-jobs/{bjob}", None),
+    ("POST", "/api/v1/batch-jobs/{bjob}/cancel", None),
+    ("GET", "/api/v1/batch-jobs/{bjob}/logs", None),
 ]
 # Endpoints that name no object of another tenant: they act in the caller's tenant.
 OWN_TENANT_ONLY = {
@@ -93,6 +103,7 @@ def _template(path: str) -> str:
     )
     path = path.replace("/metrics/accuracy/", "/metrics/{key}/").replace("{appr}", "{approval_id}")
     path = path.replace("{hook}", "{webhook_id}").replace("{job}", "{job_id}")
+    path = path.replace("{bjob}", "{job_id}")
     path = re.sub(r"/files/MLmodel$", "/files/{path}", path)
     return re.sub(r"/artifacts/model/MLmodel$", "/artifacts/{path}", path)
 
@@ -137,10 +148,19 @@ def a_state(acme, saved_sklearn_model):
     hook = ok(acme.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}), 201)
     # The session's app runs no jobs: this one stays queued, and unchanged.
     job = ok(acme.editor.post("/api/v1/training-jobs", json=TRAINING_JOB), 201)["job_id"]
-    return {"model": md, "run": run, "key": key, "appr": appr, "hook": hook["id"], "job": job}
+    bjob = ok(acme.editor.post("/api/v1/batch-jobs", json=BATCH_JOB), 201)["job_id"]
+    return {
+        "model": md,
+        "run": run,
+        "key": key,
+        "appr": appr,
+        "hook": hook["id"],
+        "job": job,
+        "bjob": bjob,
+    }
 
 
-def _snapshot(acme, run_id: str, a_job: str) -> dict:
+def _snapshot(acme, run_id: str, a_job: str, a_batch_job: str) -> dict:
     return {
         "model": ok(acme.viewer.get("/api/v1/models/churn")),
         "versions": ok(acme.viewer.get("/api/v1/models/churn/versions")),
@@ -159,6 +179,8 @@ def _snapshot(acme, run_id: str, a_job: str) -> dict:
         "serving": ok(acme.viewer.get("/api/v1/models/churn/serving")),
         "jobs": ok(acme.viewer.get("/api/v1/training-jobs")),
         "job_logs": ok(acme.viewer.get(f"/api/v1/training-jobs/{a_job}/logs")),
+        "batch_jobs": ok(acme.viewer.get("/api/v1/batch-jobs")),
+        "batch_job_logs": ok(acme.viewer.get(f"/api/v1/batch-jobs/{a_batch_job}/logs")),
     }
 
 
@@ -166,7 +188,7 @@ def _snapshot(acme, run_id: str, a_job: str) -> dict:
 def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, path, body):
     run_id = a_state["run"]["run_id"]
     exp_id = a_state["run"]["experiment_id"]
-    before = _snapshot(acme, run_id, a_state["job"])
+    before = _snapshot(acme, run_id, a_state["job"], a_state["bjob"])
     url = path.format(
         run=run_id,
         exp=exp_id,
@@ -174,6 +196,7 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
         appr=a_state["appr"],
         hook=a_state["hook"],
         job=a_state["job"],
+        bjob=a_state["bjob"],
     )
     kwargs = {}
     if isinstance(body, bytes):
@@ -193,6 +216,6 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
     else:
         assert response.status_code == 404, (response.status_code, response.text)
         assert response.json()["error"]["code"] == "NOT_FOUND"
-    assert _snapshot(acme, run_id, a_state["job"]) == before
+    assert _snapshot(acme, run_id, a_state["job"], a_state["bjob"]) == before
     assert ok(globex.viewer.get("/api/v1/models"))["items"] == []
     assert ok(globex.viewer.get("/api/v1/events"))["items"] == []
