@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -88,7 +89,9 @@ class Services:
         services: the executor is training's, and batch inference is a layer above it.
         Imported on use, as batch imports Ray Data.
         """
-        return {}
+        from matih_ml.batch.runner import run_batch_job
+
+        return {"batch": functools.partial(run_batch_job, self)}
 
 
 def build_services(settings: Settings) -> Services:

@@ -70,6 +70,17 @@ class LiveTraffic:
                     w.rows.append(records[i])
                     w.predictions.append(predictions[i])
 
+    def add_rows(self, key: Key, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+        """Add input rows and their predictions scored outside a request (a batch job's
+        sample): the drift checks see them; the request, latency and error figures do
+        not, as no request was served."""
+        with self._lock:
+            w = self._windows.get(key)
+            if w is None:
+                w = self._windows[key] = Window(self._size)
+            w.rows.extend(rows)
+            w.predictions.extend(predictions)
+
     def snapshot(self, key: Key) -> Window | None:
         """A copy of one version's window (None if it has served nothing here)."""
         with self._lock:
