@@ -321,10 +321,11 @@ def _score(
         raise
     except Exception as exc:  # noqa: BLE001 - the model raised in an actor, or a read failed
         cause = getattr(exc, "cause", None) or exc
+        # Ray Data's advice on retries follows the model's own message: not the tenant's.
+        text = str(cause).split("\n\nFailed to apply UDF")[0]
+        what = f"{spec.model} v{version} could not score the input"
         raise PredictionFailedError(
-            f"{spec.model} v{version} could not score the input: {type(cause).__name__}: {cause}"[
-                :500
-            ],
+            f"{what}: {type(cause).__name__}: {text}"[:500],
             details={"model_id": spec.model, "version": version},
         ) from None
     finally:
