@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install install-browser install-sandbox run demo test crash load lint format bench clean
+.PHONY: install install-browser install-sandbox run demo test crash race load lint format bench bench-pg clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,9 +56,19 @@ crash: $(STAMP)
 
 # The race tests' long forms (docs/testing.md): twenty promotions at once, where
 # `make test` races ten.
-load: $(STAMP)
+race: $(STAMP)
 	MATIH_RACE_VERSIONS=$${MATIH_RACE_VERSIONS:-20} \
 	  $(PY) -m pytest -p no:xdist tests/api/test_concurrent_promotions.py
+
+# The load test's long form (docs/performance.md): two replicas on one PostgreSQL and one
+# moto S3, 64 users across 8 tenants for 60 s; `make test` runs a 10 s form.
+load: $(STAMP)
+	$(PY) benchmarks/load_test.py --seconds $${MATIH_LOAD_SECONDS:-60}
+
+# The benchmarks on PostgreSQL (the production profile), side by side with plain MLflow on
+# its own PostgreSQL database; they create and drop their own databases.
+bench-pg: $(STAMP)
+	$(PY) benchmarks/bench_pg.py
 
 # ruff, then the layers (import-linter: pyproject's [tool.importlinter], see
 # docs/architecture.md), then the types (mypy on src, with its ratchet in pyproject).
