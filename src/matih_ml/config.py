@@ -226,6 +226,49 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "ray_address")
     )
+    # Per-tenant limits (docs/api.md, "Limits"; 0 turns one off). Rates are the tenant's
+    # total over the service: each replica enforces its share, the rate over
+    # MATIH_LIMIT_REPLICAS (docs/decisions.md, "Per-tenant limits").
+    limit_requests_per_s: float = Field(
+        default=500,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_REQUESTS_PER_S", "limit_requests_per_s"),
+    )
+    limit_points_per_s: float = Field(
+        default=50_000,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_POINTS_PER_S", "limit_points_per_s"),
+    )
+    limit_concurrent_uploads: int = Field(
+        default=8,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_CONCURRENT_UPLOADS", "limit_concurrent_uploads"),
+    )
+    limit_storage_bytes: int = Field(
+        default=100 * 1024**3,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_STORAGE_BYTES", "limit_storage_bytes"),
+    )
+    # The rates are counted over windows of this many seconds (the quota of a window is
+    # the rate times its length); a request over the quota waits for the next window.
+    limit_window_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices("MATIH_LIMIT_WINDOW_S", "limit_window_s"),
+    )
+    limit_replicas: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("MATIH_LIMIT_REPLICAS", "limit_replicas"),
+    )
+    # A tenant's stored bytes are measured by listing its artifact prefix at most this
+    # often; uploads accepted in between are added to the last figure.
+    limit_storage_refresh_s: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_STORAGE_REFRESH_S", "limit_storage_refresh_s"),
+    )
 
     @property
     def training_data_root(self) -> str:
