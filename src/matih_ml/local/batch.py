@@ -13,9 +13,8 @@ from matih_ml.contracts.names import JobStatusName
 from matih_ml.contracts.protocols import BatchJobsContract
 from matih_ml.contracts.schemas import BatchJobRead, LogPage, Page
 from matih_ml.contracts.walk import BatchJobsWalk
-from matih_ml.errors import ValidationError
-from matih_ml.local._base import Door, implements, within
-from matih_ml.local.jobs import _TOKEN, _page
+from matih_ml.local._base import Door, implements
+from matih_ml.local._job_kinds import job_page, log_page
 from matih_ml.training.jobs import Job
 
 # Every call names its kind: a training job's id here is not found (the service's filter).
@@ -64,16 +63,9 @@ class LocalBatchJobs(BatchJobsWalk, Door):
         page_token: str | None = None,
     ) -> Page[BatchJobRead]:
         tenant = self._need(Permission.READ)
-        within(limit, "limit", 1, 500)
-        if page_token is not None and not _TOKEN.fullmatch(page_token):
-            raise ValidationError(
-                "page_token is not one this service gave.", details={"field": "page_token"}
-            )
-        offset = int(page_token or 0)
-        # One more than asked: whether it comes back says whether a next page exists.
-        jobs = self._s.jobs.list(tenant, status=status, limit=limit + 1, offset=offset, kind=_KIND)
-        token = str(offset + limit) if len(jobs) > limit else None
-        return Page(items=[_read(j) for j in jobs[:limit]], next_page_token=token)
+        return job_page(
+            self._s, tenant, _KIND, _read, status=status, limit=limit, page_token=page_token
+        )
 
     def get(self, job_id: str) -> BatchJobRead:
         tenant = self._need(Permission.READ)
@@ -85,7 +77,4 @@ class LocalBatchJobs(BatchJobsWalk, Door):
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
         tenant = self._need(Permission.READ)
-        within(after, "after", 0, 2**62)
-        within(limit, "limit", 1, 5000)
-        lines = self._s.jobs.logs(tenant, job_id, after=after, limit=limit, kind=_KIND)
-        return _page(lines, after)
+        return log_page(self._s, tenant, _KIND, job_id, after=after, limit=limit)

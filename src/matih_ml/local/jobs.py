@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -11,15 +10,13 @@ from pydantic import BaseModel
 from matih_ml.auth.principal import Permission
 from matih_ml.contracts.names import JobStatusName
 from matih_ml.contracts.protocols import JobsContract
-from matih_ml.contracts.schemas import JobRead, LogLineRead, LogPage, Page
+from matih_ml.contracts.schemas import JobRead, LogPage, Page
 from matih_ml.contracts.walk import JobsWalk
-from matih_ml.errors import ValidationError
 from matih_ml.job_spec import JobSpec
-from matih_ml.local._base import Door, implements, within
-from matih_ml.training.jobs import Job, LogLine
+from matih_ml.local._base import Door, implements
+from matih_ml.local._job_kinds import job_page, log_page
+from matih_ml.training.jobs import Job
 
-# A page token is the offset of the page's first job (the route's query pattern).
-_TOKEN = re.compile(r"[0-9]{1,9}")
 # Every call names its kind: a batch job's id here is not found (the service's filter).
 _KIND = "training"
 
@@ -27,12 +24,6 @@ _KIND = "training"
 def _read(job: Job) -> JobRead:
     fields = {k: v for k, v in job.__dict__.items() if k != "tenant_id"}
     return JobRead(**fields)
-
-
-def _page(lines: Iterable[LogLine], after: int) -> LogPage:
-    # Not in LocalJobs: in a class with a ``list`` method mypy misreads a ``list[...]``.
-    items = [LogLineRead(**line.__dict__) for line in lines]
-    return LogPage(items=items, next_after=items[-1].seq if items else after)
 
 
 @implements(JobsContract)
@@ -62,16 +53,9 @@ class LocalJobs(JobsWalk, Door):
         page_token: str | None = None,
     ) -> Page[JobRead]:
         tenant = self._need(Permission.READ)
-        within(limit, "limit", 1, 500)
-        if page_token is not None and not _TOKEN.fullmatch(page_token):
-            raise ValidationError(
-                "page_token is not one this service gave.", details={"field": "page_token"}
-            )
-        offset = int(page_token or 0)
-        # One more than asked: whether it comes back says whether a next page exists.
-        jobs = self._s.jobs.list(tenant, status=status, limit=limit + 1, offset=offset, kind=_KIND)
-        token = str(offset + limit) if len(jobs) > limit else None
-        return Page(items=[_read(j) for j in jobs[:limit]], next_page_token=token)
+        return job_page(
+            self._s, tenant, _KIND, _read, status=status, limit=limit, page_token=page_token
+        )
 
     def get(self, job_id: str) -> JobRead:
         tenant = self._need(Permission.READ)
@@ -83,7 +67,4 @@ class LocalJobs(JobsWalk, Door):
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
         tenant = self._need(Permission.READ)
-        within(after, "after", 0, 2**62)
-        within(limit, "limit", 1, 5000)
-        lines = self._s.jobs.logs(tenant, job_id, after=after, limit=limit, kind=_KIND)
-        return _page(lines, after)
+        return log_page(self._s, tenant, _KIND, job_id, after=after, limit=limit)
