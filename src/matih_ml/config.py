@@ -174,6 +174,21 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("MATIH_SANDBOX_TIMEOUT_S", "sandbox_timeout_s"),
     )
+    # Intra-op threads of each ONNX Runtime session (one per served ONNX version or twin):
+    # one, because requests run side by side in the thread pool and a one-record graph
+    # is too small to split (docs/decisions.md, "ONNX Runtime sessions").
+    onnx_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("MATIH_ONNX_THREADS", "onnx_threads"),
+    )
+    # An sklearn classifier gets an ONNX twin at registration, served when it answers the
+    # input example as the estimator does (docs/serving.md); off keeps every sklearn
+    # version on its pyfunc.
+    onnx_twins: bool = Field(
+        default=True, validation_alias=AliasChoices("MATIH_ONNX_TWINS", "onnx_twins")
+    )
     serving_check_s: float = Field(
         default=0.25,
         gt=0,
