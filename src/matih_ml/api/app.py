@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from matih_ml import __version__
 from matih_ml.api import errors, mlflow_ui
-from matih_ml.api.limits import BodyLimitMiddleware
+from matih_ml.api.limits import BodyLimitMiddleware, RateLimitHeadersMiddleware
 from matih_ml.api.mlflow import routes as mlflow_routes
+from matih_ml.api.quotas import Limits, TenantLimiter
 from matih_ml.api.routes import (
     approvals,
     batch_jobs,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         generate_unique_id_function=_operation_id,
     )
     app.state.services = services
+    app.state.limiter = build_limiter(app, settings)
     errors.install(app)
     # Serving first: route matching is a scan, and predict is the hottest path.
     for module in (
@@ -111,11 +113,25 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(ui_routes.router)
     app.mount("/ui/static", ui_routes.static_app(), name="ui-static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
     # Added last, so it wraps the others: whatever no handler took is answered here,
     # without the re-raise of Starlette's outermost middleware that drops the connection.
     app.add_middleware(UnhandledErrorMiddleware)
     _with_training_schemas(app)
     return app
+
+
+def build_limiter(app: FastAPI, settings: Settings) -> TenantLimiter:
+    """The per-tenant limits of this process (docs/api.md, "Limits"). A tenant's stored
+    bytes are measured under its artifact prefix, from the app's services (which the
+    lifespan builds when none were given)."""
+    from matih_ml.api.storage_usage import bytes_under
+
+    def measure(tenant: str) -> int | None:
+        services: Services = app.state.services
+        return bytes_under(services.tenants.tenant_artifact_root(tenant))
+
+    return TenantLimiter(Limits.of(settings), measure)
 
 
 def _with_training_schemas(app: FastAPI) -> None:

@@ -54,6 +54,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MatihError)
     async def _matih(_: Request, exc: MatihError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthenticatedError) else None
+        # A per-tenant limit's refusal carries Retry-After and the RateLimit fields.
+        headers = getattr(exc, "headers", None) or headers
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details), status_of(exc), headers=headers
         )

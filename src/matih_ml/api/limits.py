@@ -1,10 +1,13 @@
-"""A request-body size limit, enforced while the body streams in."""
+"""A request-body size limit, enforced while the body streams in; the RateLimit fields
+of a tenant's request quota on every answer."""
 
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from matih_ml.api.quotas import STATE_KEY
 
 
 class _TooLarge(Exception):
@@ -75,3 +78,34 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RateLimitHeadersMiddleware:
+    """Add the request quota's ``RateLimit-Policy`` and ``RateLimit`` fields to the answer.
+
+    The door that authenticated the request left its decision in ``scope["state"]``
+    (:func:`matih_ml.api.quotas.remember`); a refusal's 429 carries its own fields.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def with_fields(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = state.get(STATE_KEY)
+                if decision is not None:
+                    headers = list(message.get("headers") or [])
+                    names = {name.lower() for name, _ in headers}
+                    if b"ratelimit" not in names:
+                        headers.append((b"ratelimit-policy", decision.policy_item().encode()))
+                        headers.append((b"ratelimit", decision.limit_item().encode()))
+                        message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_fields)

@@ -95,7 +95,9 @@ def upload(call: Call, artifact_path: str) -> object:
     """``PUT .../artifacts/<path>``: one file, the request body."""
     rel = _writable(call, call.uris.relative(artifact_path))
     head, tail = posixpath.split(rel)
-    with tempfile.TemporaryDirectory(prefix="matih-upload-") as tmp:
+    size = request.content_length or 0
+    # One of the tenant's upload slots, and room in its storage (429 / 413).
+    with call.upload_slot(size), tempfile.TemporaryDirectory(prefix="matih-upload-") as tmp:
         local = Path(tmp) / tail
         with local.open("wb") as out:
             while chunk := request.stream.read(_CHUNK):

@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -41,6 +42,7 @@ from werkzeug.routing import RequestRedirect
 from matih_ml.api.deps import authenticate
 from matih_ml.api.mlflow import access, stores
 from matih_ml.api.mlflow.uris import ArtifactUris
+from matih_ml.api.quotas import StorageLimitError, TenantLimiter, ThrottledError, charge_request
 from matih_ml.auth.principal import Permission, Principal
 from matih_ml.errors import (
     ConflictError,
@@ -70,6 +72,7 @@ _CODES: list[tuple[type[MatihError], int, str]] = [
     (NotFoundError, 404, "RESOURCE_DOES_NOT_EXIST"),
     (GateFailedError, 409, "RESOURCE_CONFLICT"),
     (ConflictError, 409, "RESOURCE_CONFLICT"),
+    (StorageLimitError, 413, "RESOURCE_EXHAUSTED"),
     (PayloadTooLargeError, 413, "INVALID_PARAMETER_VALUE"),
     (LimitExceededError, 429, "REQUEST_LIMIT_EXCEEDED"),
     (UnavailableError, 503, "TEMPORARILY_UNAVAILABLE"),
@@ -90,7 +93,8 @@ def error_of(exc: MatihError) -> Response:
     """One of our errors as MLflow's client expects it."""
     for cls, status, code in _CODES:
         if isinstance(exc, cls):
-            return mlflow_error(status, code, exc.message)
+            # A per-tenant limit's refusal carries Retry-After and the RateLimit fields.
+            return mlflow_error(status, code, exc.message, **getattr(exc, "headers", {}))
     return mlflow_error(500, "INTERNAL_ERROR", exc.message)
 
 
@@ -111,10 +115,12 @@ class Call:
         services: The service layer.
         principal: The caller (its tenant is bound for the call).
         uris: The tenant's artifact locations, as clients see them.
+        limiter: The per-tenant limits (points, uploads, storage), if any.
     """
 
     services: Services
     principal: Principal
+    limiter: TenantLimiter | None = None
 
     @property
     def tenant(self) -> str:
@@ -125,6 +131,15 @@ class Call:
     def uris(self) -> ArtifactUris:
         """The tenant's artifact locations, as clients see them."""
         return ArtifactUris(self.services.tenants.tenant_artifact_root(self.tenant))
+
+    def take_points(self, points: int) -> None:
+        """Count metric points against the tenant's rate before they are written."""
+        if self.limiter is not None:
+            self.limiter.take_points(self.tenant, points)
+
+    def upload_slot(self, size: int) -> AbstractContextManager[None]:
+        """One of the tenant's upload slots, and room for ``size`` bytes in its storage."""
+        return self.limiter.upload(self.tenant, size) if self.limiter else nullcontext()
 
 
 Op = Callable[..., Any]
@@ -188,15 +203,17 @@ class MlflowDoor:
 
     Args:
         services: The service layer (its MLflow backend, tenants, lifecycle, runs).
+        limiter: The per-tenant limits of the process (none: unlimited).
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, limiter: TenantLimiter | None = None) -> None:
         from mlflow.server import app as flask_app  # MLflow's routes and views
 
         from matih_ml.api.mlflow import artifact_ops, registry_ops, server_ops, tracking_ops
 
         stores.install()
         self._services = services
+        self._limiter = limiter
         self._flask = flask_app
         self._urls = flask_app.url_map.bind("localhost")
         self._ops: dict[str, Op] = {
@@ -225,6 +242,10 @@ class MlflowDoor:
                 exc.message,
                 **{"WWW-Authenticate": 'Basic realm="matih-ml"'},
             )
+        try:
+            charge_request(request.app, request.scope, principal.tenant_id)
+        except ThrottledError as exc:
+            return error_of(exc)
         workspace = (request.headers.get(WORKSPACE_HEADER) or "").strip()
         if workspace and workspace != principal.tenant_id:
             return mlflow_error(
@@ -265,7 +286,7 @@ class MlflowDoor:
     def _run(
         self, principal: Principal, endpoint: str, kwargs: dict[str, Any], environ: dict
     ) -> Response:
-        call = Call(self._services, principal)
+        call = Call(self._services, principal, self._limiter)
         try:
             with (
                 tenant_scope(principal.tenant_id),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from matih_ml.api.mlflow.door import MlflowDoor
+from matih_ml.api.quotas import limiter_of
 
 # MLflow's client and web UI call these; each is answered by the door.
 PREFIXES = (
@@ -30,7 +31,9 @@ def door_of(request: Request) -> MlflowDoor:
     """The door, built on first use from the app's services."""
     door = getattr(request.app.state, "mlflow_door", None)
     if door is None:
-        door = request.app.state.mlflow_door = MlflowDoor(request.app.state.services)
+        door = request.app.state.mlflow_door = MlflowDoor(
+            request.app.state.services, limiter_of(request.app)
+        )
     return door
 
 

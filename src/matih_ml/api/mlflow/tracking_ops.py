@@ -120,6 +120,7 @@ def _bulk_ready(metric: object) -> bool:
 def _log(call: Call, run_id: str, metrics: list, params: list, tags: list) -> None:
     """Params, tags and odd points through MLflow's store; the rest through the bulk writer."""
     check_run_tags({t.key for t in tags})
+    call.take_points(len(metrics))
     bulk = [m for m in metrics if _bulk_ready(m)]
     other = [Metric.from_proto(m) for m in metrics if not _bulk_ready(m)]
     columns = (
@@ -190,6 +191,7 @@ def log_batch(call: Call) -> object:
     plain = _plain_columns(body)
     if plain is not None:
         run_id, columns = plain
+        call.take_points(len(columns[0]))
         call.services.runs.ingest_metrics(call.tenant, run_id, *columns)
         return _wrap_response(LogBatch.Response())
     message = _get_request_message(LogBatch())

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import ServicesDep, Writer
 from matih_ml.api.params import RunId
+from matih_ml.api.quotas import take_points
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.schemas import LogBatchResult, MetricColumns, MetricRows
 from matih_ml.errors import PayloadTooLargeError, ValidationError
@@ -91,6 +92,8 @@ async def ingest_metrics(
     def ingest() -> LogBatchResult:
         # Parsing and checking 200,000 points takes tens of milliseconds: off the loop.
         keys, values, steps, timestamps = _columns(_decode(raw, encoding, limit))
+        # The tenant's points rate, counted before anything is written (429 past it).
+        take_points(request.app, who.tenant_id, len(keys) if isinstance(keys, list) else 0)
         # The parsed JSON lists go to the door as they are (it copies only what is not a
         # list already), so the door's permission check is all this path adds.
         return LocalClient(services, who).runs.log_metrics(

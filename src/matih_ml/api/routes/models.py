@@ -22,6 +22,7 @@ from matih_ml.api.params import (
     StageName,
     Version,
 )
+from matih_ml.api.quotas import upload_slot
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.checks import invalid
 from matih_ml.contracts.names import UploadFrameworkName
@@ -103,18 +104,23 @@ async def register_model(
             raise ValidationError("Field 'file' must be a file.", details={"field": "file"})
         data = await upload.read()
         meta = _upload_metadata(form.get("metadata"))
-        return await run_in_threadpool(
-            LocalClient(services, who).models.upload,
-            name,
-            data,
-            # Checked where the file is read (registry.uploads), as for any caller.
-            framework=cast(UploadFrameworkName, framework),
-            description=meta.description,
-            metrics=meta.metrics,
-            parameters=meta.parameters,
-            tags=meta.tags,
-            model_type=meta.model_type,
-        )
+
+        def store() -> ModelRead:
+            # One of the tenant's upload slots, and room in its storage (429 / 413).
+            with upload_slot(request.app, who.tenant_id, len(data)):
+                return LocalClient(services, who).models.upload(
+                    name,
+                    data,
+                    # Checked where the file is read (registry.uploads), as for any caller.
+                    framework=cast(UploadFrameworkName, framework),
+                    description=meta.description,
+                    metrics=meta.metrics,
+                    parameters=meta.parameters,
+                    tags=meta.tags,
+                    model_type=meta.model_type,
+                )
+
+        return await run_in_threadpool(store)
     if ctype.startswith("application/json") or not ctype:
         try:
             body = ModelCreate.model_validate_json(await request.body() or b"{}")

@@ -14,6 +14,7 @@ from matih_ml.api.body import JsonBodyRoute
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.downloads import attachment
 from matih_ml.api.params import ArtifactPath, MaxResults, MetricKey, PageToken, RunId
+from matih_ml.api.quotas import take_points, upload_slot
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.contracts.names import RunStatusName
 from matih_ml.contracts.schemas import (
@@ -49,8 +50,11 @@ def get_run(run_id: RunId, services: ServicesDep, who: Reader) -> RunRead:
 
 
 @router.post("/{run_id}/log-batch", response_model=LogBatchResult)
-def log_batch(run_id: RunId, body: LogBatch, services: ServicesDep, who: Writer) -> LogBatchResult:
+def log_batch(
+    run_id: RunId, body: LogBatch, request: Request, services: ServicesDep, who: Writer
+) -> LogBatchResult:
     """Log metrics, params and tags in one call; a bad item writes nothing."""
+    take_points(request.app, who.tenant_id, len(body.metrics or ()))
     return LocalClient(services, who).runs.log_batch(
         run_id, metrics=body.metrics, params=body.params, tags=body.tags
     )
@@ -122,9 +126,13 @@ async def upload_artifact(
 ) -> ArtifactRead:
     """Upload one file as the artifact ``path`` (the body is the file's bytes)."""
     data = await request.body()
-    return await run_in_threadpool(
-        LocalClient(services, who).runs.upload_artifact, run_id, path, data
-    )
+
+    def store() -> ArtifactRead:
+        # One of the tenant's upload slots, and room in its storage (429 / 413).
+        with upload_slot(request.app, who.tenant_id, len(data)):
+            return LocalClient(services, who).runs.upload_artifact(run_id, path, data)
+
+    return await run_in_threadpool(store)
 
 
 @router.get(

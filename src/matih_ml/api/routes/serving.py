@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from matih_ml.api.body import JsonBodyRoute, parse_json
 from matih_ml.api.deps import Reader, ServicesDep, Writer
 from matih_ml.api.params import ModelId
+from matih_ml.api.quotas import limiter_of
 from matih_ml.api.routes._common import ERRORS
 from matih_ml.auth.scrape_token import check_scrape_token
 from matih_ml.contracts.names import EvaluationKindName
@@ -218,6 +219,10 @@ def prometheus(request: Request) -> Response:
     settings = request.app.state.services.settings
     check_scrape_token(settings, request.headers.get("authorization", ""))
     serving = get_serving_of(request.app)
+    # The per-tenant limits' figures (throttled requests, current usage) follow serving's.
+    limiter = limiter_of(request.app)
+    limits = limiter.exposition() if limiter is not None else b""
     return Response(
-        serving.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        serving.metrics.exposition() + limits,
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )
