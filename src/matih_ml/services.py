@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from matih_ml.training.jobs import JobService
 if TYPE_CHECKING:
     from matih_ml.serving.service import PredictionService
     from matih_ml.training.executor import JobRunner
+    from matih_ml.training.jobs import Job
 
 # Guards building each Services' PredictionService once (two first requests at once).
 _serving_lock = threading.Lock()
@@ -92,6 +94,14 @@ class Services:
         from matih_ml.batch.runner import run_batch_job
 
         return {"batch": functools.partial(run_batch_job, self)}
+
+    @property
+    def job_cleanups(self) -> dict[str, Callable[[Job], None]]:
+        """What the executor does for a job of a kind beside training that it fails as
+        stale (its executor died mid-way): a batch job's temporary output is deleted."""
+        from matih_ml.batch.runner import discard_orphaned_output
+
+        return {"batch": functools.partial(discard_orphaned_output, self)}
 
 
 def build_services(settings: Settings) -> Services:

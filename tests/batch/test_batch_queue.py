@@ -96,3 +96,59 @@ def test_progress_is_recorded_with_the_version(services, with_model) -> None:
     got = services.jobs.get(with_model, job.job_id, kind="batch")
     assert got.progress == {"rows_done": 500, "rows_total": 1000, "version": "1"}
     services.jobs.cancel(with_model, job.job_id)
+
+
+@pytest.mark.parametrize("output", ["out/today.parquet", "out/folder"])
+def test_a_dead_executors_batch_job_leaves_no_temporary_output(
+    services, with_model, output
+) -> None:
+    """An executor dies mid-write: the job is failed as stale and the hidden file it was
+    writing is deleted; the final path keeps what it held."""
+    import threading
+    from datetime import timedelta
+    from pathlib import Path
+
+    from sqlalchemy import update
+
+    from matih_ml.batch.paths import plan_output
+    from matih_ml.store import lifecycle_store
+    from matih_ml.store.models import TrainingJobRow
+    from matih_ml.training.executor import JobExecutor
+
+    tenant = with_model
+    with services.db.unscoped() as s:  # claims take any tenant's oldest job
+        s.execute(
+            update(TrainingJobRow)
+            .where(TrainingJobRow.status.in_(("queued", "running")))
+            .values(status="cancelled")
+        )
+    job = services.jobs.submit_batch(tenant, batch(output={"path": output}), actor="ci")
+    assert services.jobs.claim("gone-host:1:abc", kinds=("batch",)).job_id == job.job_id
+    root = services.settings.tenant_data_root(tenant)
+    planned = plan_output(services.jobs.validate_batch(tenant, job.spec), root, job.job_id)
+    Path(planned.temporary).write_bytes(b"half a parquet file")
+    earlier = Path(root) / "out" / "today.parquet"
+    if output.endswith(".parquet"):
+        earlier.write_bytes(b"yesterday's scores")
+    with services.db.unscoped() as s:
+        s.execute(
+            update(TrainingJobRow)
+            .where(TrainingJobRow.job_id == job.job_id)
+            .values(heartbeat_at=lifecycle_store.now() - timedelta(seconds=600))
+        )
+    executor = JobExecutor(services, workers=1, heartbeat_s=0.05)
+    executor.start()
+    try:
+        for _ in range(200):
+            if services.jobs.get(tenant, job.job_id, kind="batch").status == "failed":
+                break
+            threading.Event().wait(0.05)
+    finally:
+        executor.stop()
+    failed = services.jobs.get(tenant, job.job_id, kind="batch")
+    assert failed.status == "failed" and "interrupted" in (failed.reason or "")
+    assert not Path(planned.temporary).exists()
+    if output.endswith(".parquet"):
+        assert earlier.read_bytes() == b"yesterday's scores"
+    else:
+        assert list(Path(planned.final).parent.iterdir()) == []

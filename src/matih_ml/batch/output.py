@@ -99,16 +99,20 @@ class AtomicParquet:
             stream.close()
 
     def _delete_temporary(self) -> None:
-        fs, out = self._out.fs, self._out
-        try:
-            if out.local:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(out.temporary)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    fs.delete_file(out.temporary)
-                # The temporary prefix: S3 may hold a marker object for it.
-                with contextlib.suppress(OSError):
-                    fs.delete_dir(out.temporary.rsplit("/", 1)[0])
-        except OSError:
-            log.warning("could not delete the temporary output %s", out.temporary, exc_info=True)
+        delete_temporary(self._out)
+
+
+def delete_temporary(out: Output) -> None:
+    """Delete ``out``'s temporary file (and on S3 its prefix's marker), if it is there."""
+    try:
+        if out.local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out.temporary)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                out.fs.delete_file(out.temporary)
+            # The temporary prefix: S3 may hold a marker object for it.
+            with contextlib.suppress(OSError):
+                out.fs.delete_dir(out.temporary.rsplit("/", 1)[0])
+    except OSError:
+        log.warning("could not delete the temporary output %s", out.temporary, exc_info=True)

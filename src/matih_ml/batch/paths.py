@@ -160,13 +160,34 @@ def plan_output(spec: BatchSpec, data_root: str, job_id: str) -> Output:
                 details=_OUTPUT,
             )
         full = f"{full}/{OUTPUT_PART}"
-    folder, name = full.rsplit("/", 1)
+    folder = full.rsplit("/", 1)[0]
     if local:
         Path(folder).mkdir(parents=True, exist_ok=True)
         # Checked again now that it exists: a symlinked folder could lead out.
         if not Path(folder).resolve().is_relative_to(root):
             raise ValidationError("output.path: leaves the data root", details=_OUTPUT)
-        temporary = f"{folder}/.matih-{job_id}-{name}"
-    else:
-        temporary = f"{folder}/.matih-tmp-{job_id}/{name}"
-    return Output(fs, full, temporary, local)
+    return Output(fs, full, _temporary(full, job_id, local), local)
+
+
+def _temporary(full: str, job_id: str, local: bool) -> str:
+    folder, name = full.rsplit("/", 1)
+    return f"{folder}/.matih-{job_id}-{name}" if local else f"{folder}/.matih-tmp-{job_id}/{name}"
+
+
+def orphaned_output(spec: BatchSpec, data_root: str, job_id: str) -> Output | None:
+    """Where a job that died mid-way (its executor gone) left its temporary output.
+
+    :func:`plan_output` without its checks on the folder (the job's own temporary file
+    is in it now). None when the path no longer resolves inside the root.
+    """
+    fs, root = table_filesystem(data_root)
+    try:
+        full = _full(spec.output.path, fs, root, _OUTPUT)
+    except ValidationError:
+        return None
+    if not full.lower().endswith(".parquet"):
+        full = f"{full}/{OUTPUT_PART}"
+    local = isinstance(fs, pafs.LocalFileSystem)
+    if local and not Path(full).parent.resolve().is_relative_to(root):
+        return None
+    return Output(fs, full, _temporary(full, job_id, local), local)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
-from matih_ml.batch.output import AtomicParquet
-from matih_ml.batch.paths import CSV_READ, Input, find_input, plan_output
+from matih_ml.batch.output import AtomicParquet, delete_temporary
+from matih_ml.batch.paths import CSV_READ, Input, find_input, orphaned_output, plan_output
 from matih_ml.batch.scorer import SAMPLE, ModelInput, Scorer, pack
 from matih_ml.batch_spec import MODEL_VERSION, PREDICTION, BatchSpec
 from matih_ml.errors import MatihError, ValidationError
@@ -98,6 +98,24 @@ class _Sample:
                 slot = rng.randrange(self.seen)
                 if slot < SAMPLE_ROWS:
                     self.rows[slot], self.predictions[slot] = json.loads(text), prediction
+
+
+def discard_orphaned_output(services: BatchServices, job: Job) -> None:
+    """Delete the temporary output of a job whose executor died (failed as stale).
+
+    Its final path was never touched; this removes the hidden file (or S3 prefix) it
+    was writing, so that a dead executor leaves no garbage in the tenant's folder.
+    """
+    try:
+        spec = services.jobs.validate_batch(job.tenant_id, job.spec)
+        output = orphaned_output(
+            spec, services.settings.tenant_data_root(job.tenant_id), job.job_id
+        )
+    except MatihError as exc:  # the spec no longer passes today's rules: nothing to find
+        log.info("batch job %s: no temporary output to look for: %s", job.job_id, exc.message)
+        return
+    if output is not None:
+        delete_temporary(output)
 
 
 def run_batch_job(services: BatchServices, job: Job, context: JobContext) -> Finished:

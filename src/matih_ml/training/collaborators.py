@@ -7,7 +7,7 @@ composition root.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from matih_ml.tenancy import TenantDirectory
     from matih_ml.tracking.runs import RunService
     from matih_ml.training.executor import JobRunner
-    from matih_ml.training.jobs import JobService
+    from matih_ml.training.jobs import Job, JobService
 
 
 class TrainingServices(Protocol):
@@ -52,4 +52,9 @@ class TrainingServices(Protocol):
     @property
     def job_runners(self) -> Mapping[str, JobRunner]:
         """The executor's runner of each job kind beside training (batch inference)."""
+        ...
+
+    @property
+    def job_cleanups(self) -> Mapping[str, Callable[[Job], None]]:
+        """What to clean up after a job of a kind beside training whose executor died."""
         ...

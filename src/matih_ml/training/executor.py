@@ -179,6 +179,14 @@ class JobExecutor:
                 log.exception("training job heartbeat failed")
 
     def _end_orphan_run(self, job: Job) -> None:
+        if job.kind != "training":
+            cleanup = self._services.job_cleanups.get(job.kind)
+            if cleanup is not None:
+                try:
+                    cleanup(job)
+                except Exception:  # noqa: BLE001 - garbage left is logged, never fatal
+                    log.warning("cannot clean up after %s job %s", job.kind, job.job_id)
+            return
         if not job.parent_run_id:
             return
         outcome = {"status": "failed", "reason": job.reason or "interrupted"}
