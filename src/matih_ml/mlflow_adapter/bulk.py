@@ -2,8 +2,9 @@
 
 MLflow's ``log_batch`` builds an ORM object per point and reads the latest values back
 before it writes them: about 13,000 points/s on SQLite here. This path writes the same
-rows with one ``executemany`` per batch, updates ``latest_metrics`` with one
-conditional upsert per key, and folds the batch into the chart summary
+rows in bulk (SQLite: one ``executemany`` per batch; PostgreSQL with psycopg 3: one
+``COPY``, see :func:`_copy_points`), updates ``latest_metrics`` with one conditional
+upsert per key, and folds the batch into the chart summary
 (:mod:`matih_ml.mlflow_adapter.rollup`), in a single transaction. What it writes is what MLflow
 writes: stock ``MlflowClient().get_metric_history`` reads it back unchanged.
 
@@ -16,19 +17,58 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from sqlalchemy import Engine
 
 from matih_ml.mlflow_adapter import rollup
-from matih_ml.mlflow_adapter.stores import sql_engine
+from matih_ml.mlflow_adapter.stores import copies, sql_engine
 from matih_ml.mlflow_errors import translated
 
 # A point is (key, value, timestamp ms, step).
 Point = tuple[str, float, int, int]
 
 _CHUNK = 50_000
+
+_COPY = "COPY metrics (key, value, timestamp, run_uuid, step, is_nan) FROM STDIN"
+_SAVEPOINT = "matih_metrics_copy"
+
+
+def _copy_points(cursor: Any, run_id: str, points: Sequence[Point], insert: str) -> int:
+    """Insert points with ``COPY``; returns how many rows are new.
+
+    ``COPY`` measured about twice as fast as ``executemany`` (psycopg's pipeline) and
+    multi-row ``INSERT``s into MLflow's ``metrics`` table (docs/performance.md), but it
+    has no ``ON CONFLICT``: a batch holding a point already stored (a client's retry)
+    fails on the primary key. It runs inside a savepoint, and such a batch is then
+    inserted again the slow way, row by row skipping the stored ones, so a re-send
+    still writes each point once and the summary learns that some rows were old.
+    """
+    import psycopg
+
+    cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        with cursor.copy(_COPY) as copy:
+            for k, v, t, s in points:
+                copy.write_row((k, v, t, run_id, s, False))
+    except psycopg.errors.UniqueViolation:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        return _insert_points(cursor, run_id, points, insert)
+    cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    return len(points)
+
+
+def _insert_points(cursor: Any, run_id: str, points: Sequence[Point], insert: str) -> int:
+    """Insert points with ``executemany``, skipping stored ones; returns how many are new."""
+    inserted = 0
+    for i in range(0, len(points), _CHUNK):
+        cursor.executemany(
+            insert, [(k, v, t, run_id, s, False) for k, v, t, s in points[i : i + _CHUNK]]
+        )
+        inserted += cursor.rowcount
+    return inserted
 
 
 def _sql(paramstyle: str, dialect: str) -> tuple[str, str]:
@@ -62,6 +102,7 @@ class BulkMetricWriter:
         self._client = client
         self._engine: Engine | None = sql_engine(client)
         self._rollup = self._engine is not None and rollup.tables_ready(self._engine)
+        self._copy = self._engine is not None and copies(self._engine.dialect)
 
     @property
     def direct(self) -> bool:
@@ -121,13 +162,8 @@ class BulkMetricWriter:
             try:
                 if self._rollup:
                     rollup.lock_series(conn, cursor, run_id, list(best))
-                inserted = 0
-                for i in range(0, len(points), _CHUNK):
-                    cursor.executemany(
-                        insert,
-                        [(k, v, t, run_id, s, False) for k, v, t, s in points[i : i + _CHUNK]],
-                    )
-                    inserted += cursor.rowcount
+                store = _copy_points if self._copy else _insert_points
+                inserted = store(cursor, run_id, points, insert)
                 cursor.executemany(
                     latest_sql, [(k, v, t, s, False, run_id) for k, v, t, s in latest]
                 )

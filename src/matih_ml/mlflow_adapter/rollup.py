@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from matih_ml.mlflow_adapter.stores import copies
+
 log = logging.getLogger(__name__)
 
 # Level -> log2 of its block size in steps.
@@ -141,6 +143,45 @@ def lock_series(conn: Connection, cursor: Any, run_id: str, keys: Sequence[str])
         )
 
 
+_COLUMNS = (
+    "(run_uuid, key, level, block, points, value_sum, min_value, max_value, min_step, max_step)"
+)
+# Folds a new block's figures into the stored one (SQLite spells LEAST/GREATEST MIN/MAX).
+_ADD = (
+    " ON CONFLICT (run_uuid, key, level, block) DO UPDATE SET "
+    f"points = {ROLLUPS}.points + excluded.points, "
+    f"value_sum = {ROLLUPS}.value_sum + excluded.value_sum, "
+    f"min_value = LEAST({ROLLUPS}.min_value, excluded.min_value), "
+    f"max_value = GREATEST({ROLLUPS}.max_value, excluded.max_value), "
+    f"min_step = LEAST({ROLLUPS}.min_step, excluded.min_step), "
+    f"max_step = GREATEST({ROLLUPS}.max_step, excluded.max_step)"
+)
+# A session's staging table for the blocks of one write: emptied at each commit, created
+# in the transaction that uses it (so that a rolled-back creation cannot be missed).
+_STAGING = "matih_rollup_staging"
+
+
+def _copy_upsert(cursor: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """Upsert blocks on PostgreSQL: ``COPY`` into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT``.
+
+    For the 3,200 blocks of a 200,000-point batch this took 39 ms, against 60 ms for one
+    multi-row ``INSERT`` (``unnest`` of arrays) and 99 ms for ``executemany``
+    (docs/performance.md). Each block is in ``rows`` once, so no row is updated twice by
+    the one statement.
+    """
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (LIKE {ROLLUPS}) ON COMMIT DELETE ROWS"
+    )
+    # Empty already, unless an earlier upsert in this transaction left its rows.
+    cursor.execute(f"DELETE FROM {_STAGING}")
+    with cursor.copy(f"COPY {_STAGING} {_COLUMNS} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    columns = _COLUMNS[1:-1]
+    cursor.execute(f"INSERT INTO {ROLLUPS} {_COLUMNS} SELECT {columns} FROM {_STAGING}{_ADD}")
+
+
 def add(
     conn: Connection,
     cursor: Any,
@@ -160,24 +201,18 @@ def add(
     p = _p(conn)
     level1 = aggregate(points)
     if all_new:
-        upsert = (
-            f"INSERT INTO {ROLLUPS} (run_uuid, key, level, block, points, value_sum, "
-            f"min_value, max_value, min_step, max_step) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
-            "ON CONFLICT (run_uuid, key, level, block) DO UPDATE SET "
-            f"points = {ROLLUPS}.points + excluded.points, "
-            f"value_sum = {ROLLUPS}.value_sum + excluded.value_sum, "
-            f"min_value = LEAST({ROLLUPS}.min_value, excluded.min_value), "
-            f"max_value = GREATEST({ROLLUPS}.max_value, excluded.max_value), "
-            f"min_step = LEAST({ROLLUPS}.min_step, excluded.min_step), "
-            f"max_step = GREATEST({ROLLUPS}.max_step, excluded.max_step)"
-        )
-        if conn.dialect.name == "sqlite":
-            upsert = upsert.replace("LEAST(", "MIN(").replace("GREATEST(", "MAX(")
-        for level, blocks in ((1, level1), (2, coarsen(level1))):
-            cursor.executemany(
-                upsert, [(run_id, k, level, b, *a) for (k, b), a in sorted(blocks.items())]
-            )
+        rows = [
+            (run_id, k, level, b, *a)
+            for level, blocks in ((1, level1), (2, coarsen(level1)))
+            for (k, b), a in sorted(blocks.items())
+        ]
+        if copies(conn.dialect):
+            _copy_upsert(cursor, rows)
+        else:
+            upsert = f"INSERT INTO {ROLLUPS} {_COLUMNS} VALUES ({', '.join([p] * 10)}){_ADD}"
+            if conn.dialect.name == "sqlite":
+                upsert = upsert.replace("LEAST(", "MIN(").replace("GREATEST(", "MAX(")
+            cursor.executemany(upsert, rows)
     else:
         spans: dict[str, list[int]] = {}
         for (k, _), a in level1.items():

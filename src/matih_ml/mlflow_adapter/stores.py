@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow import MlflowClient
-from sqlalchemy import Engine
+from sqlalchemy import Dialect, Engine
 
 # MLflow's in-process SQL store takes its default artifact root from this variable
 # (mlflow.tracking._tracking_service.utils._SERVER_ARTIFACT_ROOT_ENV_VAR).
@@ -30,6 +30,12 @@ def sql_engine(client: MlflowClient) -> Engine | None:
     """The tracking store's engine, or None for a store that is not SQL."""
     engine = getattr(tracking_store(client), "engine", None)
     return engine if isinstance(engine, Engine) else None
+
+
+def copies(dialect: Dialect) -> bool:
+    """Whether bulk writes use ``COPY``: PostgreSQL through psycopg 3 (``cursor.copy``).
+    SQLite, and PostgreSQL through psycopg2, take ``executemany``."""
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
 def tracking_uri(client: MlflowClient) -> str:
