@@ -162,3 +162,31 @@ def with_mlmodel(source: Path, dest: Path, edit: Any) -> Path:
     edit(meta)
     (dest / "MLmodel").write_text(yaml.safe_dump(meta))
     return dest
+
+
+def crafted_tree_model(folder: Path) -> Path:
+    """A skops DecisionTree whose root points at node 10**9: only sklearn's own classes,
+    yet scoring it reads far outside the tree (a segfault, or another's memory).
+
+    Saved without an input example or signature: MLflow would score it to infer one.
+    """
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    import skops.io
+    from sklearn.tree import DecisionTreeClassifier
+
+    x = pd.DataFrame(np.random.default_rng(0).normal(size=(40, 3)), columns=["a", "b", "c"])
+    tree = DecisionTreeClassifier(max_depth=3).fit(x, (x.a > 0).astype(int))
+    state = tree.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = nodes["right_child"][0] = 10**9
+    tree.tree_.__setstate__({**state, "nodes": nodes})
+    mlflow.sklearn.save_model(
+        tree,
+        str(folder),
+        serialization_format="skops",
+        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(tree)),
+        pip_requirements=["scikit-learn"],
+    )
+    return folder

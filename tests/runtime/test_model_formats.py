@@ -91,6 +91,31 @@ def _edit(saved: dict[str, Path], tmp_path: Path, name: str, edit) -> Path:
     return payloads.with_mlmodel(saved[name], tmp_path / f"{name}-edited", edit)
 
 
+@pytest.mark.parametrize(
+    ("estimator", "held"),
+    [
+        ("sklearn.ensemble.RandomForestClassifier", "sklearn.tree._tree.Tree"),
+        ("sklearn.ensemble.HistGradientBoostingClassifier", "TreePredictor"),
+        ("sklearn.neighbors.KNeighborsClassifier", "sklearn.neighbors._kd_tree.KDTree"),
+    ],
+)
+def test_sklearn_classes_that_skops_does_not_trust_are_code(tmp_path, estimator, held) -> None:
+    """Node storage that sklearn's compiled code indexes unchecked: a crafted file could
+    crash or read memory in whatever loads it (tests/runtime/test_trust_boundary.py)."""
+    import importlib
+
+    import skops.io
+
+    module, name = estimator.rsplit(".", 1)
+    est = getattr(importlib.import_module(module), name)().fit(X, Y)
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(est))
+    folder = tmp_path / "m"
+    mlflow.sklearn.save_model(est, str(folder), skops_trusted_types=trusted, **REQS)
+    found = classify(folder)
+    assert found.kind is ModelKind.CODE
+    assert held in found.reasons[0]
+
+
 def test_onnx_options_that_write_files_make_it_code(saved, tmp_path) -> None:
     folder = _edit(
         saved,

@@ -347,6 +347,24 @@ def test_code_bearing_models_run_only_in_the_sandbox(deployment: Deployment, tmp
     assert d.server.proc.poll() is None
 
 
+def test_a_crafted_tree_crashes_only_its_sandbox(deployment: Deployment, tmp_path) -> None:
+    """sklearn's own classes are not all data: a tree whose node indices point outside
+    it segfaults whatever scores it. It scores in B's sandbox, so only that dies."""
+    d = deployment
+    ok(_register(d.a["editor"], "clean", _clean_model(tmp_path / "a", 1)), 201)
+    folder = payloads.crafted_tree_model(tmp_path / "tree")
+    version = ok(_register(d.b["editor"], "tree", folder), 201)["registered_version"]
+    x = _frame(4)
+    answer = _predict(d.b["editor"], "tree", version, x)
+    assert 400 <= answer.status_code < 600 and answer.status_code != 500, answer.text
+    assert answer.json()["error"]["message"], answer.text
+    assert d.server.proc.poll() is None, "the service died with the tree"
+    # Everyone else is served as before: A's model, and B's next request.
+    assert ok(_predict(d.a["editor"], "clean", "1", x))["predictions"] == [1, 1, 1, 1]
+    ok(_register(d.b["editor"], "clean", _clean_model(tmp_path / "b", 0)), 201)
+    assert ok(_predict(d.b["editor"], "clean", "1", x))["predictions"] == [0, 0, 0, 0]
+
+
 def test_an_uploaded_pickle_is_unpickled_in_the_sandbox_only(
     embedded: Deployment, tmp_path
 ) -> None:

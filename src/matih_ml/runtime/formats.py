@@ -1,8 +1,13 @@
 """Data formats and code-bearing formats.
 
 A model is *data* when loading and scoring it runs no Python of the tenant's:
-- sklearn saved with skops, every non-default type in the file a class of sklearn,
-  numpy or scipy (skops then constructs nothing else, whatever the MLmodel lists);
+- sklearn saved with skops, every type in the file one that skops trusts by default
+  (skops then constructs nothing else, whatever the MLmodel lists). Classes of sklearn
+  that skops does not trust by default are not data: a tree's node storage
+  (``sklearn.tree._tree.Tree``, a histogram-boosting ``TreePredictor``, a ``KDTree``)
+  holds indices that sklearn's compiled code follows without bounds checks, so a
+  crafted file can crash the process or read memory outside the model (skops's own
+  warning). Forests, boosted trees and neighbours therefore score in the sandbox;
 - ONNX through onnxruntime, with session options limited to thread counts, execution
   mode and optimisation level (others can make onnxruntime write files);
 - PyTorch in MLflow 3's ``pt2`` format whose archive holds no pickle payload (MLflow's
@@ -15,7 +20,6 @@ format this module does not know. Those load only in the sandbox. Unknown is cod
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -23,8 +27,11 @@ from typing import Any
 
 from matih_ml.runtime.files import check_folder, inside
 
-# Libraries whose own classes a skops file may hold and still load in the service.
+# Libraries whose classes an uploaded pickle may hold to be saved as skops (in the
+# sandbox: registry.uploads). Whether the skops file then loads in the service is
+# skops's default trust's call (see _sklearn), not this list's.
 TRUSTED_MODULES = frozenset({"sklearn", "numpy", "scipy"})
+
 _ONNX_SESSION_OPTIONS = frozenset(
     {"inter_op_num_threads", "intra_op_num_threads", "execution_mode", "graph_optimization_level"}
 )
@@ -54,22 +61,6 @@ class Classification:
 
 def _code(loader: str | None, reason: str) -> Classification:
     return Classification(ModelKind.CODE, loader, [reason])
-
-
-def trusted_class(name: str) -> bool:
-    """Whether ``name`` (``module.Class``) is a class of the trusted libraries.
-
-    Importing the named module runs only installed library code; a function, or a
-    name in another package, is not trusted.
-    """
-    module, _, attr = name.rpartition(".")
-    if not module or module.split(".", 1)[0] not in TRUSTED_MODULES:
-        return False
-    try:
-        value = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(value, type)
 
 
 def classify(folder: Path, meta: dict[str, Any] | None = None) -> Classification:
@@ -120,9 +111,9 @@ def _sklearn(folder: Path, flavors: dict[str, Any]) -> Classification:
         untrusted = skops.io.get_untrusted_types(file=str(path))
     except Exception:  # noqa: BLE001 - a file skops cannot read is not a data format
         return _code(loader, "its skops file cannot be read")
-    foreign = [t for t in untrusted if not trusted_class(t)]
-    if foreign:
-        return _code(loader, f"its skops file holds types outside sklearn/numpy/scipy: {foreign}")
+    if untrusted:
+        # skops's own judgement, not "any class of sklearn": see the module's docstring.
+        return _code(loader, f"its skops file holds types skops does not trust: {untrusted}")
     return Classification(ModelKind.DATA, loader)
 
 
