@@ -245,7 +245,7 @@ class Settings(BaseSettings):
     # total over the service: each replica enforces its share, the rate over
     # MATIH_LIMIT_REPLICAS (docs/decisions.md, "Per-tenant limits").
     limit_requests_per_s: float = Field(
-        default=500,
+        default=2000,
         ge=0,
         validation_alias=AliasChoices("MATIH_LIMIT_REQUESTS_PER_S", "limit_requests_per_s"),
     )
