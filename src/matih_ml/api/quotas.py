@@ -235,7 +235,9 @@ class TenantLimiter:
             if not allowed:
                 self._count(state, "requests")
         if not allowed:
-            raise _throttled(tenant, decision, f"requests per {_seconds(decision.window_s)} s")
+            raise _throttled(
+                tenant, decision, f"requests per {_seconds(decision.window_s)} s", "REQUESTS_PER_S"
+            )
         return decision
 
     def take_points(self, tenant: str, points: int) -> None:
@@ -255,7 +257,9 @@ class TenantLimiter:
             decision = state.points.decision("points", False, wait, now)
             decision.unit = "points"
             self._count(state, "points")
-        raise _throttled(tenant, decision, f"metric points per {_seconds(decision.window_s)} s")
+        raise _throttled(
+            tenant, decision, f"metric points per {_seconds(decision.window_s)} s", "POINTS_PER_S"
+        )
 
     @contextmanager
     def upload(self, tenant: str, size: int) -> Iterator[None]:
@@ -284,7 +288,7 @@ class TenantLimiter:
                     retry_after_s=1.0,
                     unit="concurrent-requests",
                 )
-                raise _throttled(tenant, decision, "uploads at once")
+                raise _throttled(tenant, decision, "uploads at once", "CONCURRENT_UPLOADS")
             state.uploads += 1
         try:
             yield
@@ -354,11 +358,11 @@ class TenantLimiter:
         return generate_latest(self.registry)
 
 
-def _throttled(tenant: str, decision: Decision, what: str) -> ThrottledError:
+def _throttled(tenant: str, decision: Decision, what: str, setting: str) -> ThrottledError:
     wait = _seconds(decision.retry_after_s)
     return ThrottledError(
-        f"Tenant {tenant!r} is over its limit of {decision.quota} {what} on this replica; "
-        f"retry in {wait} s.",
+        f"Tenant {tenant!r} is over its limit of {decision.quota} {what} on this replica "
+        f"(MATIH_LIMIT_{setting}); retry in {wait} s.",
         details={
             "limit": decision.policy,
             "quota": decision.quota,
