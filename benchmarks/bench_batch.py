@@ -49,15 +49,30 @@ def _table(root: Path) -> Path:
     return path
 
 
-def _estimator() -> tuple[Any, Any]:
+# The two models: one that costs about 1 µs a row (Ray Data's fixed costs dominate) and
+# one that costs about 50 µs a row (an RBF SVC with ~1,300 support vectors; libsvm scores
+# on one thread), to show how the ratio moves with the model's cost per row. Both are
+# data formats that score in the actors' own processes (a forest would score in the
+# sandbox: docs/decisions.md, "Trees score in the sandbox").
+MODELS = ("LogisticRegression", "SVC(rbf, ~1,300 support vectors)")
+
+
+def _estimator(kind: str) -> tuple[Any, Any]:
     import numpy as np
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
 
     rng = np.random.default_rng(1)
-    x = pd.DataFrame(rng.normal(size=(5_000, FEATURES)), columns=COLUMNS)
-    y = (x["f0"] - x["f1"] + 0.3 * x["f2"] > 0).astype(int)
-    return LogisticRegression().fit(x, y), x
+    if kind == MODELS[0]:
+        x = pd.DataFrame(rng.normal(size=(5_000, FEATURES)), columns=COLUMNS)
+        y = (x["f0"] - x["f1"] + 0.3 * x["f2"] > 0).astype(int)
+        return LogisticRegression().fit(x, y), x
+    # Noisy labels: many rows end up support vectors, and each row scored costs them all.
+    x = pd.DataFrame(rng.normal(size=(3_000, FEATURES)), columns=COLUMNS)
+    noise = rng.normal(scale=0.8, size=len(x))
+    y = (x["f0"] - x["f1"] + 0.3 * x["f2"] + noise > 0).astype(int)
+    return SVC().fit(x, y), x
 
 
 def plain(saved: Path, table: Path, out: Path) -> float:
@@ -80,11 +95,11 @@ def plain(saved: Path, table: Path, out: Path) -> float:
     return elapsed
 
 
-def ours(ml: Any, name: str) -> tuple[float, Any]:
+def ours(ml: Any, name: str, model: str = MODEL) -> tuple[float, Any]:
     """Submit the job, wait for it; returns its seconds and the finished job."""
     body = {
         "name": name,
-        "model": MODEL,
+        "model": model,
         "input": {"path": "big.parquet"},
         "columns": COLUMNS,
         "key_columns": ["id"],
@@ -147,6 +162,7 @@ def main() -> None:
     from matih_ml.training.executor import JobExecutor
 
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    rows: list[tuple[str, float, float, float, list[Any]]] = []
     with tempfile.TemporaryDirectory(prefix="matih-bench-batch-") as tmp:
         folder = Path(tmp)
         settings = Settings(
@@ -159,57 +175,70 @@ def main() -> None:
         root = Path(settings.tenant_data_root("bench"))
         root.mkdir(parents=True)
         table = _table(root)
-        estimator, x = _estimator()
-        saved = folder / "plain-model"
-        mlflow.sklearn.save_model(
-            estimator, str(saved), signature=infer_signature(x, estimator.predict(x))
-        )
-
         services = build_services(settings)
         tenant = services.tenants.create_tenant("bench").tenant_id
         # No four-eyes approval: the benchmark is about scoring, not about the gates.
         services.lifecycle.policies.set(
             tenant, Policy(production=ProductionGate(require_approval=False))
         )
-        _, version = services.registry.register_model_version(
-            tenant, MODEL, estimator, "sklearn", {"accuracy": 0.9}, {}, input_example=x.head(5)
-        )
-        for stage in ("staging", "production"):
-            services.lifecycle.transition_stage(tenant, MODEL, version.version, stage)
         ml = LocalClient.operator(services, tenant)
-
         ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
         executor = JobExecutor(services, workers=1, poll_s=0.05, heartbeat_s=0.2)
         executor.start()
         try:
-            plain(saved, table, folder / "warm.parquet")  # warm imports and the page cache
-            ours(ml, "warm")  # warm Ray's workers (a long-lived service has them)
-            p = plain(saved, table, folder / "plain.parquet")
-            o, job = ours(ml, "bench")
-            bare = bare_ray_data(table, estimator)
-            log = ml.batch.logs(job.job_id).items
+            for i, kind in enumerate(MODELS):
+                name = f"scorer{i}"
+                estimator, x = _estimator(kind)
+                saved = folder / f"plain-model-{i}"
+                signature = infer_signature(x, estimator.predict(x))
+                mlflow.sklearn.save_model(estimator, str(saved), signature=signature)
+                _, version = services.registry.register_model_version(
+                    tenant,
+                    name,
+                    estimator,
+                    "sklearn",
+                    {"accuracy": 0.9},
+                    {},
+                    input_example=x.head(5),
+                )
+                for stage in ("staging", "production"):
+                    services.lifecycle.transition_stage(tenant, name, version.version, stage)
+                if i == 0:  # warm imports, the page cache and Ray's workers, once
+                    plain(saved, table, folder / "warm.parquet")
+                    ours(ml, "warm", name)  # a long-lived service has its workers
+                p = plain(saved, table, folder / f"plain{i}.parquet")
+                o, job = ours(ml, f"bench{i}", name)
+                bare = bare_ray_data(table, estimator)
+                log = ml.batch.logs(job.job_id).items
+                out = pd.read_parquet(root / "scores" / f"bench{i}.parquet")
+                mine = pd.read_parquet(folder / f"plain{i}.parquet")
+                same = out.sort_values("id")["prediction"].to_numpy() == mine["prediction"]
+                assert same.all(), f"{kind}: the job and the plain loop disagree"
+                rows.append((kind, p, o, bare, log))
         finally:
             executor.stop()
             ray.shutdown()
-        out = pd.read_parquet(root / "scores" / "bench.parquet")
-        mine = pd.read_parquet(folder / "plain.parquet")
-        same = out.sort_values("id")["prediction"].to_numpy() == mine["prediction"].to_numpy()
-        assert same.all(), "the job and the plain loop disagree"
 
     print("`.venv/bin/python benchmarks/bench_batch.py`")
-    print(f"{ROWS:,} rows x {FEATURES} features of parquet, LogisticRegression, chunks of {BATCH}")
-    print(f"| {'what':<58} | {'s':>6} | {'rows/s':>10} |")
-    print(f"|{'-' * 60}|{'-' * 8}|{'-' * 12}|")
-    for what, seconds in (
-        ("plain: pyfunc.load_model + predict per chunk + write", p),
-        (f"ours: batch job, local Ray, {WORKERS} CPUs, concurrency {WORKERS}", o),
-        ("for reference: bare Ray Data, same read and map_batches", bare),
-    ):
-        print(f"| {what:<58} | {seconds:6.2f} | {ROWS / seconds:10,.0f} |")
-    print(f"ours / plain, rows/s: {p / o:.2f}x (target >= 3x); version {job.version}")
-    print("where the job's time goes (its log, seconds after it was queued):")
-    for line in log:
-        print(f"  {(line.at - log[0].at).total_seconds():6.2f}  {line.line}")
+    print(f"{ROWS:,} rows x {FEATURES} features of parquet, chunks of {BATCH}; load {_load()}")
+    print(f"| {'model':<34} | {'what':<42} | {'s':>6} | {'rows/s':>10} |")
+    print(f"|{'-' * 36}|{'-' * 44}|{'-' * 8}|{'-' * 12}|")
+    for kind, p, o, bare, _ in rows:
+        for what, seconds in (
+            ("plain: pyfunc loop, one process", p),
+            (f"ours: batch job, {WORKERS} local workers", o),
+            ("reference: bare Ray Data, same map_batches", bare),
+        ):
+            print(f"| {kind:<34} | {what:<42} | {seconds:6.2f} | {ROWS / seconds:10,.0f} |")
+    for kind, p, o, _, log in rows:
+        print(f"{kind}: ours / plain, rows/s: {p / o:.2f}x (target >= 3x)")
+        print("  where the job's time goes (its log, seconds after it was queued):")
+        for line in log:
+            print(f"    {(line.at - log[0].at).total_seconds():6.2f}  {line.line}")
+
+
+def _load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
 
 
 if __name__ == "__main__":
