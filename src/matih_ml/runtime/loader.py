@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ import pandas as pd
 from matih_ml.errors import MatihError, ValidationError
 from matih_ml.runtime.files import UntrustedModelError
 from matih_ml.runtime.formats import TRUSTED_MODULES, Classification, classify
+from matih_ml.runtime.onnx_session import OnnxScorer, open_session
 from matih_ml.runtime.sandbox import (
     MODELS_MOUNT,
     OUT_MOUNT,
@@ -63,22 +65,38 @@ class ModelHandle(Protocol):
 
 @dataclass
 class InProcessModel:
-    """A data-format model, loaded by MLflow in this process."""
+    """A data-format model, loaded by MLflow in this process (at once, or on first use
+    when served by an ONNX session that seldom or never needs it)."""
 
     classification: Classification
     flavors: dict[str, Any]
-    pyfunc: Any
+    pyfunc: Any = None
+    folder: Path | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the pyfunc is loaded (using it then costs no load)."""
+        return self.pyfunc is not None
+
+    def _pyfunc(self) -> Any:
+        if self.pyfunc is None:
+            with self._lock:
+                if self.pyfunc is None:
+                    assert self.folder is not None
+                    self.pyfunc = _load_pyfunc(self.folder)
+        return self.pyfunc
 
     @property
     def raw(self) -> Any | None:
         """The sklearn estimator, or None for other flavours."""
         if "sklearn" in self.flavors:
-            return self.pyfunc.get_raw_model()
+            return self._pyfunc().get_raw_model()
         return None
 
     def predict(self, data: Any) -> Any:
         """The pyfunc's prediction."""
-        return self.pyfunc.predict(data)
+        return self._pyfunc().predict(data)
 
 
 @dataclass
@@ -115,6 +133,11 @@ class SandboxedModel:
             return None
         predictions = answer.get("predictions")
         return predictions if isinstance(predictions, list) else None
+
+    def onnx_twin(self, inputs: list[list[Any]]) -> dict[str, Any]:
+        """The sandbox's ONNX conversion of the model (:func:`~.worker.sklearn_twin`):
+        untrusted bytes, which the caller checks before use."""
+        return self.send({"op": "onnx_twin", "path": self.path, "inputs": inputs})
 
 
 def example_predictions(model: ModelHandle, folder: Path) -> tuple[Any, list[Any]] | None:
@@ -172,6 +195,9 @@ class ModelRuntime:
         code_policy: Whether a tenant's policy allows code-bearing models.
         uploads_root: Where a tenant's uploaded pickles wait for its upload worker;
             ``serving_root``'s sibling ``uploads`` unless given.
+        onnx_threads: Intra-op threads of each ONNX session (``MATIH_ONNX_THREADS``).
+        onnx_twins: Whether registration makes ONNX twins of sklearn classifiers
+            (``MATIH_ONNX_TWINS``).
     """
 
     # An upload worker unused this long is stopped; the next upload starts another.
@@ -185,8 +211,12 @@ class ModelRuntime:
         enabled: bool = True,
         code_policy: CodePolicy | None = None,
         uploads_root: Path | None = None,
+        onnx_threads: int = 1,
+        onnx_twins: bool = True,
     ) -> None:
         self.limits = limits
+        self.onnx_threads = onnx_threads
+        self.onnx_twins = onnx_twins
         self.enabled = enabled and bwrap_path() is not None
         self.sandboxes = TenantSandboxes(serving_root, limits, enabled=self.enabled)
         self.uploads = TenantSandboxes(
@@ -242,15 +272,29 @@ class ModelRuntime:
         finally:
             worker.kill()
 
-    def open_served(self, tenant: str, model: str, folder: Path, mount_path: str) -> ModelHandle:
+    def open_served(
+        self,
+        tenant: str,
+        model: str,
+        folder: Path,
+        mount_path: str,
+        *,
+        found: Classification | None = None,
+        defer: bool = False,
+    ) -> ModelHandle:
         """Load a version for serving; a code-bearing one in the tenant's worker.
 
         Args:
             folder: The version's files, inside the serving root's folder of ``tenant``.
             mount_path: The same folder relative to that tenant folder.
+            found: What :meth:`inspect` said of it already (inspected here otherwise).
+            defer: Load the model on its first prediction, not now (a version an ONNX
+                session serves needs it only for what the session cannot take).
         """
-        found = self.inspect(tenant, model, folder)
+        found = found or self.inspect(tenant, model, folder)
         if found.in_process:
+            if defer:
+                return InProcessModel(found, _flavors(folder), folder=folder)
             return self._in_process(found, folder)
         path = f"{MODELS_MOUNT}/{mount_path}"
 
@@ -258,25 +302,23 @@ class ModelRuntime:
             return self.sandboxes.call(tenant, request)
 
         handle = SandboxedModel(found, _flavors(folder), send, path)
+        if defer:
+            return handle  # the worker loads it when a request first names it
         try:
             send({"op": "load", "path": path})
         except ModelRaisedError as exc:
             raise ModelLoadFailedError(f"The model does not load: {exc}"[:500]) from None
         return handle
 
+    def onnx_scorer(self, source: Path | bytes, *, labels_only: bool = False) -> OnnxScorer:
+        """An ONNX graph (a data format: :mod:`.formats`) in a session of its own, with the
+        service's options (:func:`~.onnx_session.open_session`)."""
+        return OnnxScorer(open_session(source, self.onnx_threads), labels_only=labels_only)
+
     @staticmethod
     def _in_process(found: Classification, folder: Path) -> InProcessModel:
-        from mlflow.pyfunc import load_model
-
-        try:
-            pyfunc = load_model(str(folder))
-        except MatihError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a tenant's files that do not load
-            raise ModelLoadFailedError(
-                f"The model does not load: {type(exc).__name__}: {exc}"[:500]
-            ) from None
-        return InProcessModel(found, dict(pyfunc.metadata.flavors), pyfunc)
+        pyfunc = _load_pyfunc(folder)
+        return InProcessModel(found, dict(pyfunc.metadata.flavors), pyfunc, folder)
 
     @contextmanager
     def unpickle_upload(
@@ -332,6 +374,19 @@ class ModelRuntime:
         """Stop the serving and upload workers."""
         self.sandboxes.close()
         self.uploads.close()
+
+
+def _load_pyfunc(folder: Path) -> Any:
+    from mlflow.pyfunc import load_model
+
+    try:
+        return load_model(str(folder))
+    except MatihError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a tenant's files that do not load
+        raise ModelLoadFailedError(
+            f"The model does not load: {type(exc).__name__}: {exc}"[:500]
+        ) from None
 
 
 def _flavors(folder: Path) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class _Worker:
             return self._example(req)
         if op == "unpickle_sklearn":
             return _unpickle_sklearn(req)
+        if op == "onnx_twin":
+            return self._onnx_twin(req)
         return {"ok": False, "error": f"unknown operation {op!r}"}
 
     def _predict(self, req: dict[str, Any]) -> list[Any]:
@@ -168,6 +170,63 @@ class _Worker:
         if example is None:
             return {"ok": True, "has_example": False}
         return {"ok": True, "has_example": True, "predictions": to_json(model.predict(example))}
+
+    def _onnx_twin(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Convert the model's sklearn estimator to ONNX here, where unpickling it is safe;
+        the service checks the graph it gets back before it trusts it."""
+        from mlflow.models import Model
+
+        path = req["path"]
+        example = Model.load(path).load_input_example(path)
+        if example is None:
+            return {"ok": True, "skipped": "no input example is stored to check a twin on"}
+        raw = self._model(path).get_raw_model()
+        return {"ok": True, **sklearn_twin(raw, req["inputs"], example)}
+
+
+def sklearn_twin(model: Any, inputs: list[list[Any]], example: Any) -> dict[str, Any]:
+    """An sklearn classifier as ONNX (skl2onnx), and its own answers on ``example``.
+
+    Run by the service on a model it may load (skops, trusted types only) and by the
+    sandbox on any other, so that both convert the same way.
+
+    Args:
+        model: The estimator (a Pipeline ending in a classifier counts).
+        inputs: The graph's inputs, ``[name, kind, width]``: one ``float`` input of
+            every column, or one per column (``float``, ``int64`` or ``string``, width 1).
+        example: The version's input example (a DataFrame or an array).
+
+    Returns:
+        ``{"onnx": base64 text, "labels": [...], "probabilities": [[...]] | None,
+        "converter": "skl2onnx x.y"}``, or ``{"skipped": reason}`` for a model that is
+        not a classifier.
+    """
+    import base64
+
+    import numpy as np
+    import skl2onnx
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from sklearn.base import is_classifier
+
+    if not is_classifier(model):
+        kind = type(model).__name__
+        return {
+            "skipped": f"a {kind} is not a classifier: only classifiers get a twin, whose "
+            "labels can be checked equal (a float32 graph changes a regressor's digits)"
+        }
+    types = {"float": FloatTensorType, "int64": Int64TensorType, "string": StringTensorType}
+    initial = [(name, types[kind]([None, width])) for name, kind, width in inputs]
+    graph = skl2onnx.convert_sklearn(model, initial_types=initial, options={"zipmap": False})
+    labels = to_json(model.predict(example))
+    probabilities = None
+    if hasattr(model, "predict_proba"):
+        probabilities = np.asarray(model.predict_proba(example), dtype=np.float64).tolist()
+    return {
+        "onnx": base64.b64encode(graph.SerializeToString()).decode("ascii"),
+        "labels": labels,
+        "probabilities": probabilities,
+        "converter": f"skl2onnx {skl2onnx.__version__}",
+    }
 
 
 class _NotForUploads:
