@@ -255,7 +255,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MATIH_LIMIT_POINTS_PER_S", "limit_points_per_s"),
     )
     limit_concurrent_uploads: int = Field(
-        default=8,
+        default=16,
         ge=0,
         validation_alias=AliasChoices("MATIH_LIMIT_CONCURRENT_UPLOADS", "limit_concurrent_uploads"),
     )
