@@ -18,6 +18,10 @@ JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ApprovalStatusName = Literal["pending", "approved", "rejected", "applied"]
 DeliveryStateName = Literal["pending", "delivered", "dead", "cancelled"]
 TrafficModeName = Literal["off", "shadow", "ab"]
+# What scores a version: onnxruntime (an ONNX version, or an sklearn classifier's checked
+# ONNX twin), its MLflow pyfunc in the service, or its pyfunc in the tenant's sandbox.
+ServingRuntimeName = Literal["onnxruntime", "pyfunc", "sandbox"]
+TwinStatusName = Literal["passed", "failed", "skipped"]
 EvaluationKindName = Literal["shadow", "ab"]
 
 # A job in one of these has finished; it changes no more.

@@ -16,7 +16,9 @@ from matih_ml.contracts.names import (
     FrameworkName,
     JobStatusName,
     RoleName,
+    ServingRuntimeName,
     StageName,
+    TwinStatusName,
 )
 from matih_ml.contracts.policy import Policy
 from matih_ml.validation import MODEL_NAME_PATTERN, RUN_ID_PATTERN, VERSION_PATTERN
@@ -95,6 +97,20 @@ class ModelRead(BaseModel):
         return cls(**data, registered_version=registered_version, created=created)
 
 
+class OnnxTwinRead(BaseModel):
+    """The check of an sklearn classifier's ONNX twin, made at registration."""
+
+    status: TwinStatusName = Field(
+        description="passed: the twin serves; failed or skipped: the pyfunc serves"
+    )
+    reason: str
+    rows: int = Field(default=0, description="Rows of the input example compared")
+    max_probability_diff: float | None = Field(
+        default=None, description="Largest class-probability difference (passes at 1e-5)"
+    )
+    converter: str | None = None
+
+
 class VersionRead(BaseModel):
     model_id: str
     version: str
@@ -111,6 +127,15 @@ class VersionRead(BaseModel):
     aliases: list[str]
     created_at: datetime | None
     updated_at: datetime | None
+    serving_runtime: ServingRuntimeName | None = Field(
+        default=None,
+        description="What scores it: onnxruntime (an ONNX version, or a checked ONNX twin), "
+        "its pyfunc in the service, or its pyfunc in the tenant's sandbox (null: registered "
+        "before this was recorded)",
+    )
+    onnx_twin: OnnxTwinRead | None = Field(
+        default=None, description="An sklearn version's ONNX twin and its check (null: none)"
+    )
 
     @classmethod
     def of(cls, v: ModelVersionInfo) -> VersionRead:

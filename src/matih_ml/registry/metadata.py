@@ -45,6 +45,10 @@ TAG_MODEL_TYPE = "matih.model_type"
 TAG_CREATED_BY = "matih.created_by"
 TAG_ARTIFACT_URI = "matih.artifact_uri"
 TAG_TENANT = "matih.tenant_id"
+# Which runtime serves the version (onnxruntime, pyfunc or sandbox), and the record of
+# its ONNX twin's check (JSON), set at registration (matih_ml.registry.onnx_twin).
+TAG_SERVING_RUNTIME = "matih.serving_runtime"
+TAG_ONNX_TWIN = "matih.onnx_twin"
 # Set on a version while its files are being written, removed once they are all there:
 # a version that still carries it is half-registered (its writer died), and is never
 # shown; start-up and `matih-ml gc` delete it.
@@ -100,6 +104,8 @@ class ModelVersionInfo:
     aliases: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    serving_runtime: str | None = None
+    onnx_twin: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

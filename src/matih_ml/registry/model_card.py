@@ -32,10 +32,13 @@ def render_model_card(
     created_by: str,
     requirements: list[str],
     created_at: datetime | None = None,
+    serving: str | None = None,
 ) -> str:
-    """Return the Markdown model card of a version: metrics, parameters, framework, lineage."""
+    """Return the Markdown model card of a version: metrics, parameters, framework, lineage,
+    and (``serving``) which runtime serves it."""
     when = (created_at or datetime.now(UTC)).isoformat(timespec="seconds")
     reqs = "\n".join(requirements) or "(none)"
+    served = f"## Serving\n\n{serving}\n\n" if serving else ""
     return (
         f"# Model card: {name} v{version}\n\n"
         f"{description or '_No description._'}\n\n"
@@ -49,6 +52,22 @@ def render_model_card(
         "## Lineage\n\n"
         f"- Training run: `{run_id or 'none'}` (experiment `{experiment_id or 'none'}`)\n"
         f'- Load it: `mlflow.pyfunc.load_model("models:/{name}/{version}")` in workspace '
-        f"`{tenant_id}`\n\n"
-        f"## Requirements\n\n```\n{reqs}\n```\n"
+        f"`{tenant_id}`\n\n" + served + f"## Requirements\n\n```\n{reqs}\n```\n"
     )
+
+
+_RUNTIMES = {
+    "onnxruntime": "onnxruntime, in the service",
+    "pyfunc": "its MLflow pyfunc, in the service",
+    "sandbox": "its MLflow pyfunc, in the tenant's sandbox (it carries code)",
+}
+
+
+def serving_line(runtime: str, twin: Any | None) -> str:
+    """The card's serving section: the runtime, and the ONNX twin's check if any
+    (a :class:`~matih_ml.registry.onnx_twin.TwinCheck`)."""
+    line = f"Served by {_RUNTIMES.get(runtime, runtime)} (`serving_runtime: {runtime}`)."
+    if twin is None:
+        return line
+    via = f" by {twin.converter}" if twin.converter else ""
+    return f"{line}\n\nONNX twin{via}: {twin.status}: {twin.reason}."

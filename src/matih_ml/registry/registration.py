@@ -38,8 +38,10 @@ from matih_ml.registry.metadata import (
     TAG_CREATED_BY,
     TAG_FRAMEWORK,
     TAG_MODEL_TYPE,
+    TAG_ONNX_TWIN,
     TAG_REGISTRATION,
     TAG_RUN_KIND,
+    TAG_SERVING_RUNTIME,
     TAG_STAGE,
     TAG_TENANT,
     Framework,
@@ -47,7 +49,8 @@ from matih_ml.registry.metadata import (
     ModelVersionInfo,
     Stage,
 )
-from matih_ml.registry.model_card import render_model_card
+from matih_ml.registry.model_card import render_model_card, serving_line
+from matih_ml.registry.onnx_twin import make_twin, serving_runtime
 from matih_ml.registry.views import build_metadata, is_complete, version_info
 from matih_ml.runtime.files import source_inside
 from matih_ml.runtime.loader import ModelRuntime, SavedModelFolder
@@ -407,6 +410,11 @@ class Registrar:
         crash_point("register.after_version")
         try:
             uri = f"{self._tenants.tenant_artifact_root(tenant)}/models/{name}/{mv.version}"
+            with self._runtime.open(tenant, name, local_model) as loaded:
+                write_reference_profile(local_model, loaded)
+                # After the profile: a sandbox the conversion kills is needed no more.
+                twin = make_twin(self._runtime, loaded, local_model)
+                runtime = serving_runtime(loaded, twin)
             card = render_model_card(
                 tenant_id=tenant,
                 name=name,
@@ -420,15 +428,19 @@ class Registrar:
                 experiment_id=run.info.experiment_id,
                 created_by=created_by,
                 requirements=requirements,
+                serving=serving_line(runtime, twin),
             )
             (local_model / "model_card.md").write_text(card)
-            with self._runtime.open(tenant, name, local_model) as loaded:
-                write_reference_profile(local_model, loaded)
             if not (local_model / "requirements.txt").exists():
                 (local_model / "requirements.txt").write_text("\n".join(requirements) + "\n")
             with translated(f"artifacts of {name!r} v{mv.version}"):
                 get_artifact_repository(uri).log_artifacts(str(local_model))
                 self._client.set_model_version_tag(name, mv.version, TAG_ARTIFACT_URI, uri)
+                self._client.set_model_version_tag(name, mv.version, TAG_SERVING_RUNTIME, runtime)
+                if twin is not None:
+                    self._client.set_model_version_tag(
+                        name, mv.version, TAG_ONNX_TWIN, twin.as_json()
+                    )
                 self._client.delete_model_version_tag(name, mv.version, TAG_REGISTRATION)
                 crash_point("register.after_visible")
                 return self._client.get_model_version(name, mv.version)

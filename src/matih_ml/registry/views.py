@@ -6,6 +6,7 @@ runs), never one call per model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,9 @@ from matih_ml.registry.metadata import (
     TAG_CREATED_BY,
     TAG_FRAMEWORK,
     TAG_MODEL_TYPE,
+    TAG_ONNX_TWIN,
     TAG_REGISTRATION,
+    TAG_SERVING_RUNTIME,
     ModelMetadata,
     ModelVersionInfo,
     Stage,
@@ -173,12 +176,13 @@ def assemble_metadata(
 def version_info(tenant: str, mv: ModelVersion) -> ModelVersionInfo:
     """One MLflow model version as the registry shows it."""
     tags = dict(mv.tags or {})
+    framework = tags.get(TAG_FRAMEWORK, "")
     return ModelVersionInfo(
         model_id=mv.name,
         tenant_id=tenant,
         version=str(mv.version),
         stage=stage_of(mv).value,
-        framework=tags.get(TAG_FRAMEWORK, ""),
+        framework=framework,
         run_id=mv.run_id,
         source=mv.source,
         artifact_uri=tags.get(TAG_ARTIFACT_URI, ""),
@@ -187,4 +191,31 @@ def version_info(tenant: str, mv: ModelVersion) -> ModelVersionInfo:
         aliases=list(mv.aliases or []),
         created_at=_ts(mv.creation_timestamp),
         updated_at=_ts(mv.last_updated_timestamp),
+        # Versions registered before the runtime was recorded: an ONNX one is served by
+        # onnxruntime all the same; of another, only loading it would tell.
+        serving_runtime=_runtime(tags.get(TAG_SERVING_RUNTIME), framework),
+        onnx_twin=_twin_record(tags.get(TAG_ONNX_TWIN)),
     )
+
+
+_RUNTIMES = ("onnxruntime", "pyfunc", "sandbox")
+_TWIN_STATUSES = ("passed", "failed", "skipped")
+
+
+def _runtime(tag: str | None, framework: str) -> str | None:
+    if tag in _RUNTIMES:
+        return tag
+    return "onnxruntime" if framework == "onnx" else None
+
+
+def _twin_record(text: str | None) -> dict[str, Any] | None:
+    """The ONNX twin's check record (a tag of ours, JSON; None if it is not one)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or value.get("status") not in _TWIN_STATUSES:
+        return None
+    return value
