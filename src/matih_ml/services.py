@@ -128,6 +128,8 @@ def build_services(settings: Settings) -> Services:
         ),
         enabled=settings.sandbox != "off",
         code_policy=PolicyStore(db).allows_code,
+        onnx_threads=settings.onnx_threads,
+        onnx_twins=settings.onnx_twins,
     )
     registry = RegistryService(backend, tenants, events, runtime)
     webhooks = WebhookStore(db, SecretBox(settings))

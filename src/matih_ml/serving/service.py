@@ -169,11 +169,13 @@ class PredictionService:
             )
             # A sandboxed model answers over a pipe, up to MATIH_SANDBOX_TIMEOUT_S: never
             # on the event loop.
-            sandboxed = ready is not None and not ready.model_handle.classification.in_process
+            sandboxed = ready is not None and ready.serving_runtime == "sandbox"
             if ready is None or ready.sla_ms is None or not announced or sandboxed:
                 raise WouldBlock
             loaded = ready
         data, records = self._input(loaded, payload)
+        if not blocking and not loaded.in_process_for(data):
+            raise WouldBlock  # an ONNX twin leaves this input to its sandboxed estimator
         started = time.perf_counter()
         try:
             predictions = loaded.predict(data)
