@@ -15,9 +15,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, text
 
 from matih_ml.errors import ValidationError
+from matih_ml.mlflow_adapter.in_list import InList
 from matih_ml.mlflow_errors import translated
 
 
@@ -56,22 +57,26 @@ _BY_TAG = (
     "AND name IN (SELECT name FROM registered_model_tags WHERE workspace = :ws "
     "AND key = :tag_key AND value = :tag_value)"
 )
-_MODEL_TAGS = text(
-    "SELECT name, key, value FROM registered_model_tags WHERE workspace = :ws AND name IN :names"
-).bindparams(bindparam("names", expanding=True))
-_VERSIONS = text(
+_MODEL_TAGS = InList(
+    "SELECT name, key, value FROM registered_model_tags WHERE workspace = :ws AND name IN :names",
+    "names",
+)
+_VERSIONS = InList(
     "SELECT name, version, creation_time, last_updated_time, description, current_stage, "
     "source, run_id FROM model_versions WHERE workspace = :ws AND name IN :names "
-    "AND current_stage <> 'Deleted_Internal'"
-).bindparams(bindparam("names", expanding=True))
-_VERSION_TAGS = text(
+    "AND current_stage <> 'Deleted_Internal'",
+    "names",
+)
+_VERSION_TAGS = InList(
     "SELECT name, version, key, value FROM model_version_tags "
-    "WHERE workspace = :ws AND name IN :names"
-).bindparams(bindparam("names", expanding=True))
-_ALIASES = text(
+    "WHERE workspace = :ws AND name IN :names",
+    "names",
+)
+_ALIASES = InList(
     "SELECT name, version, alias FROM registered_model_aliases "
-    "WHERE workspace = :ws AND name IN :names"
-).bindparams(bindparam("names", expanding=True))
+    "WHERE workspace = :ws AND name IN :names",
+    "names",
+)
 
 
 def parse_token(token: str | None) -> int:
@@ -129,7 +134,7 @@ def model_page(
         if rows:
             by_name = {m.name: m for m in rows}
             for name, key, value in conn.execute(
-                _MODEL_TAGS, {"ws": workspace, "names": list(by_name)}
+                _MODEL_TAGS.on(conn), {"ws": workspace, "names": list(by_name)}
             ):
                 by_name[name].tags[key] = value
     return rows, more
@@ -143,13 +148,13 @@ def versions(engine: Engine, workspace: str, names: Sequence[str]) -> list[Versi
     with translated(), engine.connect() as conn:
         found = {
             (r[0], int(r[1])): VersionRow(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
-            for r in conn.execute(_VERSIONS, args)
+            for r in conn.execute(_VERSIONS.on(conn), args)
         }
-        for name, version, key, value in conn.execute(_VERSION_TAGS, args):
+        for name, version, key, value in conn.execute(_VERSION_TAGS.on(conn), args):
             row = found.get((name, int(version)))
             if row is not None:
                 row.tags[key] = value
-        for name, version, alias in conn.execute(_ALIASES, args):
+        for name, version, alias in conn.execute(_ALIASES.on(conn), args):
             row = found.get((name, int(version)))
             if row is not None:
                 row.aliases.append(alias)

@@ -13,24 +13,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine
 
+from matih_ml.mlflow_adapter.in_list import InList
 from matih_ml.mlflow_errors import translated
 
-_RUNS = text(
+_RUNS = InList(
     "SELECT r.run_uuid, r.name, r.status FROM runs r "
     "JOIN experiments e ON e.experiment_id = r.experiment_id "
-    "WHERE e.workspace = :ws AND r.run_uuid IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-_PARAMS = text("SELECT run_uuid, key, value FROM params WHERE run_uuid IN :ids").bindparams(
-    bindparam("ids", expanding=True)
+    "WHERE e.workspace = :ws AND r.run_uuid IN :ids",
+    "ids",
 )
-_ALL_METRICS = text(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-_METRICS = text(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids AND key IN :keys"
-).bindparams(bindparam("ids", expanding=True), bindparam("keys", expanding=True))
+_PARAMS = InList("SELECT run_uuid, key, value FROM params WHERE run_uuid IN :ids", "ids")
+_ALL_METRICS = InList(
+    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids", "ids"
+)
+_METRICS = InList(
+    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids AND key IN :keys",
+    "ids",
+    "keys",
+)
 
 
 @dataclass
@@ -56,17 +58,17 @@ def summaries(
     with translated(), engine.connect() as conn:
         found = {
             r[0]: RunSummary(r[0], r[1], r[2])
-            for r in conn.execute(_RUNS, {"ws": workspace, "ids": ids})
+            for r in conn.execute(_RUNS.on(conn), {"ws": workspace, "ids": ids})
         }
         mine = list(found)
         if mine:
-            for run_id, key, value in conn.execute(_PARAMS, {"ids": mine}):
+            for run_id, key, value in conn.execute(_PARAMS.on(conn), {"ids": mine}):
                 found[run_id].params[key] = value
             rows: Iterable[Any]
             if metric_keys is None:
-                rows = conn.execute(_ALL_METRICS, {"ids": mine})
+                rows = conn.execute(_ALL_METRICS.on(conn), {"ids": mine})
             elif metric_keys:
-                rows = conn.execute(_METRICS, {"ids": mine, "keys": list(metric_keys)})
+                rows = conn.execute(_METRICS.on(conn), {"ids": mine, "keys": list(metric_keys)})
             else:
                 rows = []
             for run_id, key, value in rows:
