@@ -496,21 +496,49 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=8)
     parser.add_argument("--noisy-users", type=int, default=8)
     parser.add_argument("--no-noisy", action="store_true", help="skip the noisy phase")
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(3.0, 7.0),
+        metavar=("MIN", "MAX"),
+        help="each user's pause between tasks, seconds (uniform); 64 users at 3-7 s offer "
+        "about 13 tasks a second, some 60 %% of what two replicas serve on 2 cores",
+    )
+    parser.add_argument(
+        "--points-limit",
+        type=float,
+        default=None,
+        help="MATIH_LIMIT_POINTS_PER_S for the replicas (default: the service's default)",
+    )
     args = parser.parse_args()
+    extra = (
+        {} if args.points_limit is None else {"MATIH_LIMIT_POINTS_PER_S": f"{args.points_limit:g}"}
+    )
     before = loadavg()
     print(
-        f"load test: {args.users} users, {args.tenants} tenants, 2 replicas, {args.seconds:.0f} s"
+        f"load test: {args.users} users, {args.tenants} tenants, 2 replicas, "
+        f"{args.seconds:.0f} s a phase, think {args.think[0]:g}-{args.think[1]:g} s, "
+        f"limits {extra or 'default'}"
     )
     print(f"load average before: {before}", flush=True)
     with tempfile.TemporaryDirectory(prefix="matih-load-") as tmp:
         workdir = Path(tmp)
-        with production_stack(workdir) as (urls, settings):
+        with production_stack(workdir, extra_env=extra) as (urls, settings):
             tenants = make_tenants(settings, args.tenants)
             files = model_files(workdir)
             plan = seed(urls, tenants, files)
+            think = (args.think[0], args.think[1])
             phases = [
                 run_phase(
-                    urls, plan, files, workdir, name="mixed", seconds=args.seconds, users=args.users
+                    urls,
+                    plan,
+                    files,
+                    workdir,
+                    name="mixed",
+                    seconds=args.seconds,
+                    users=args.users,
+                    think_s=think,
                 )
             ]
             print(f"phase mixed done, load average {loadavg()}", flush=True)
@@ -526,6 +554,7 @@ def main() -> int:
                         seconds=args.seconds,
                         users=args.users,
                         noisy=noisy,
+                        think_s=think,
                     )
                 )
                 print(f"phase noisy done, load average {loadavg()}", flush=True)
