@@ -11,7 +11,8 @@ rest of the service talks to MLflow through ``MlflowClient`` and its entities.
 - :mod:`~matih_ml.mlflow_adapter.workspace`: binding MLflow's workspace to a context.
 - :mod:`~matih_ml.mlflow_adapter.schema`: MLflow's schema revision, creation, upgrade.
 - :mod:`~matih_ml.mlflow_adapter.run_reads`, :mod:`~matih_ml.mlflow_adapter.model_reads`:
-  many runs, or a page of models, read from MLflow's tables in a few queries.
+  many runs, or a page of models, read from MLflow's tables in a few queries (their
+  lists of ids written per dialect by :mod:`~matih_ml.mlflow_adapter.in_list`).
 - :mod:`~matih_ml.mlflow_adapter.bulk`, :mod:`~matih_ml.mlflow_adapter.rollup`,
   :mod:`~matih_ml.mlflow_adapter.downsample`: metric points written into MLflow's
   tables, their write-time summary, and charts read from either.
