@@ -249,10 +249,25 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("MATIH_LIMIT_REQUESTS_PER_S", "limit_requests_per_s"),
     )
+    # A tenant may spend this many seconds of its request rate at once (a token bucket's
+    # size), then waits for it to refill.
+    limit_burst_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices("MATIH_LIMIT_BURST_S", "limit_burst_s"),
+    )
     limit_points_per_s: float = Field(
-        default=50_000,
+        default=10_000,
         ge=0,
         validation_alias=AliasChoices("MATIH_LIMIT_POINTS_PER_S", "limit_points_per_s"),
+    )
+    # The points a tenant may write at once before its rate holds it (by default a history
+    # import of 300,000 points, a request of the most a request takes and more, goes through).
+    limit_points_burst: int = Field(
+        default=300_000,
+        ge=0,
+        validation_alias=AliasChoices("MATIH_LIMIT_POINTS_BURST", "limit_points_burst"),
     )
     limit_concurrent_uploads: int = Field(
         default=16,
@@ -263,14 +278,6 @@ class Settings(BaseSettings):
         default=100 * 1024**3,
         ge=0,
         validation_alias=AliasChoices("MATIH_LIMIT_STORAGE_BYTES", "limit_storage_bytes"),
-    )
-    # The rates are counted over windows of this many seconds (the quota of a window is
-    # the rate times its length); a request over the quota waits for the next window.
-    limit_window_s: float = Field(
-        default=1.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices("MATIH_LIMIT_WINDOW_S", "limit_window_s"),
     )
     limit_replicas: int = Field(
         default=1,

@@ -1,5 +1,5 @@
-"""The per-tenant limiter on its own, on a clock of the test's: windows, carried debt,
-the fields' values, uploads at once, the replicas' shares, and the settings."""
+"""The per-tenant limiter on its own, on a clock of the test's: token buckets and their
+debt, the fields' values, uploads at once, the replicas' shares, and the settings."""
 
 from __future__ import annotations
 
@@ -20,46 +20,59 @@ class Clock:
 def limits(**changes) -> Limits:
     base = {
         "requests_per_s": 0,
+        "requests_burst": 0,
         "points_per_s": 0,
+        "points_burst": 0,
         "concurrent_uploads": 0,
         "storage_bytes": 0,
-        "window_s": 1.0,
         "storage_refresh_s": 60.0,
     }
     return Limits(**{**base, **changes})
 
 
-def test_a_window_admits_its_quota_then_refuses_until_the_next() -> None:
+def test_a_bucket_admits_its_burst_then_its_rate() -> None:
     clock = Clock()
-    limiter = TenantLimiter(limits(requests_per_s=2, window_s=2), clock=clock)
+    limiter = TenantLimiter(limits(requests_per_s=2, requests_burst=4), clock=clock)
     decisions = [limiter.take_request("a") for _ in range(4)]
     assert [d.remaining for d in decisions] == [3, 2, 1, 0]
     assert decisions[0].policy_item() == '"requests";q=4;w=2'
-    assert decisions[0].limit_item() == '"requests";r=3;t=2'
-    clock.now += 0.5
+    # r what the bucket holds, t the seconds until it is full again.
+    assert [d.limit_item() for d in (decisions[0], decisions[3])] == [
+        '"requests";r=3;t=1',
+        '"requests";r=0;t=2',
+    ]
+    clock.now += 0.25
     with pytest.raises(ThrottledError) as refused:
         limiter.take_request("a")
     assert refused.value.headers == {
         "RateLimit-Policy": '"requests";q=4;w=2',
         "RateLimit": '"requests";r=0;t=2',
-        "Retry-After": "2",
+        "Retry-After": "1",  # half a token is there; the other half takes 0.25 s
     }
-    assert limiter.take_request("b").remaining == 3  # another tenant's window
-    clock.now += 1.5
-    assert limiter.take_request("a").remaining == 3
+    assert refused.value.details["limit"] == "requests"
+    assert limiter.take_request("b").remaining == 3  # another tenant's bucket
+    clock.now += 0.25
+    assert limiter.take_request("a").remaining == 0  # one token back: one request
+    with pytest.raises(ThrottledError):
+        limiter.take_request("a")
+    clock.now += 2
+    assert limiter.take_request("a").remaining == 3  # full again, no more than full
 
 
-def test_points_beyond_the_quota_are_carried_as_debt() -> None:
+def test_a_batch_larger_than_the_bucket_passes_then_is_paid_for() -> None:
     clock = Clock()
-    limiter = TenantLimiter(limits(points_per_s=1000), clock=clock)
-    limiter.take_points("a", 5500)  # admitted: the window had quota left
-    for wait in (5, 4, 3, 2, 1):
+    limiter = TenantLimiter(limits(points_per_s=1000, points_burst=2000), clock=clock)
+    limiter.take_points("a", 1500)
+    limiter.take_points("a", 5000)  # 500 left: admitted, 4,500 in debt
+    waits = []
+    for _ in range(5):
         with pytest.raises(ThrottledError) as refused:
             limiter.take_points("a", 1)
-        assert refused.value.headers["Retry-After"] == str(wait)
-        assert refused.value.details["limit"] == "points"
+        waits.append(refused.value.headers["Retry-After"])
+        assert refused.value.headers["RateLimit-Policy"] == '"points";q=2000;w=2;qu="points"'
         clock.now += 1
-    limiter.take_points("a", 1)
+    assert waits == ["5", "4", "3", "2", "1"]
+    limiter.take_points("a", 1)  # paid for: 4.5 s of the rate, then a point's worth
     assert limiter.snapshot()["a"]["throttled_points"] == 5
 
 
@@ -103,9 +116,12 @@ def test_limits_come_from_the_environment_shared_out_over_the_replicas(monkeypat
     monkeypatch.setenv("MATIH_LIMIT_POINTS_PER_S", "40000")
     monkeypatch.setenv("MATIH_LIMIT_CONCURRENT_UPLOADS", "3")
     monkeypatch.setenv("MATIH_LIMIT_STORAGE_BYTES", "5000")
+    monkeypatch.setenv("MATIH_LIMIT_BURST_S", "2")
+    monkeypatch.setenv("MATIH_LIMIT_POINTS_BURST", "100000")
     monkeypatch.setenv("MATIH_LIMIT_REPLICAS", "2")
     got = Limits.of(Settings())
     assert (got.requests_per_s, got.points_per_s) == (150, 20000)
+    assert (got.requests_burst, got.points_burst) == (300, 50000)
     assert got.concurrent_uploads == 2  # whole uploads, at least one a replica
     assert got.storage_bytes == 5000  # measured on the shared store: not shared out
 

@@ -6,11 +6,11 @@ refusal is a 429 with ``Retry-After`` and the IETF ``RateLimit-Policy``/``RateLi
 fields (draft-ietf-httpapi-ratelimit-headers), or a 413 when the tenant's storage is
 full; every answer to an authenticated request carries the fields of its request quota.
 
-The rates are counted per replica, in fixed windows: each replica enforces the tenant's
-limit over ``MATIH_LIMIT_REPLICAS`` (docs/decisions.md, "Per-tenant limits"). A request
-is admitted while its window has quota left, and what it takes beyond that is carried
-into the next windows, so a 200,000-point batch passes once and then holds the tenant
-back until its points are paid for: the long-run rate never exceeds the limit.
+The rates are token buckets kept per replica: each replica enforces the tenant's rate
+and burst over ``MATIH_LIMIT_REPLICAS`` (docs/decisions.md, "Per-tenant limits"). A
+request is admitted while the bucket holds at least one unit, and may take it below
+zero: a 200,000-point batch passes, and the tenant then waits until the rate has paid
+for it, so the long-run rate never exceeds the limit.
 """
 
 from __future__ import annotations
@@ -88,56 +88,54 @@ def _seconds(value: float) -> int:
     return max(0, math.ceil(value - 1e-9))
 
 
-class Window:
-    """A fixed window of ``window_s`` seconds holding ``quota`` units, with carried debt.
+class Bucket:
+    """A token bucket: ``capacity`` units, refilled at ``rate`` a second, with debt.
 
     Not thread-safe by itself: the limiter holds its lock around every call.
     """
 
-    def __init__(self, quota: float, window_s: float, now: float) -> None:
-        self.quota = quota
-        self.window_s = window_s
-        self.start = now
-        self.used = 0.0
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = max(capacity, 1.0)
+        self.tokens = self.capacity
+        self.at = now
 
-    def _roll(self, now: float) -> None:
-        if now >= self.start + self.window_s:
-            passed = math.floor((now - self.start) / self.window_s)
-            self.used = max(0.0, self.used - passed * self.quota)
-            self.start += passed * self.window_s
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
 
     def take(self, amount: float, now: float) -> tuple[bool, float]:
-        """Take ``amount`` if the window has quota left; the wait before a retry if not."""
-        self._roll(now)
-        if self.used < self.quota:
-            self.used += amount
+        """Take ``amount`` if the bucket holds at least one unit (the rest may be debt);
+        else the wait before it does."""
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= amount
             return True, 0.0
-        # Past windows' debt first: the first window with quota left is this many on.
-        windows_ahead = math.floor((self.used - self.quota) / self.quota)
-        return False, (self.start + self.window_s - now) + windows_ahead * self.window_s
+        return False, (1 - self.tokens) / self.rate
 
     def usage(self, now: float) -> float:
-        """What this window has used so far (debt carried into it included)."""
-        self._roll(now)
-        return self.used
+        """What is taken from the bucket now (debt included): its capacity when empty."""
+        self._refill(now)
+        return self.capacity - self.tokens
 
     def decision(self, policy: str, allowed: bool, wait: float, now: float) -> Decision:
-        """The RateLimit view of this window after a take."""
+        """The RateLimit view of this bucket after a take: ``q`` its size, ``w`` the
+        seconds it takes to fill, ``r`` what it holds, ``t`` the seconds until it is full."""
         return Decision(
             policy=policy,
             allowed=allowed,
-            quota=max(1, math.floor(self.quota)),
-            window_s=self.window_s,
-            remaining=max(0, math.floor(self.quota - self.used)),
-            reset_s=self.start + self.window_s - now,
+            quota=math.floor(self.capacity),
+            window_s=self.capacity / self.rate,
+            remaining=max(0, math.floor(self.tokens)),
+            reset_s=(self.capacity - self.tokens) / self.rate,
             retry_after_s=wait,
         )
 
 
 @dataclass
 class _Tenant:
-    requests: Window
-    points: Window
+    requests: Bucket
+    points: Bucket
     uploads: int = 0
     throttled: dict[str, int] = field(default_factory=dict)
     stored_bytes: int | None = None
@@ -151,19 +149,21 @@ class Limits:
 
     Attributes:
         requests_per_s: Requests a second.
+        requests_burst: Requests at once before the rate holds the tenant.
         points_per_s: Metric points a second.
+        points_burst: Points at once before the rate holds the tenant.
         concurrent_uploads: Uploads in flight at once.
         storage_bytes: Bytes stored under the tenant's artifact prefix (not shared out:
             every replica measures the same store).
-        window_s: The length of a counting window.
         storage_refresh_s: How often the stored bytes are measured again.
     """
 
     requests_per_s: float
+    requests_burst: float
     points_per_s: float
+    points_burst: float
     concurrent_uploads: int
     storage_bytes: int
-    window_s: float
     storage_refresh_s: float
 
     @classmethod
@@ -171,13 +171,17 @@ class Limits:
         """The limits of ``settings``, shared out over ``MATIH_LIMIT_REPLICAS``."""
         n = settings.limit_replicas
         uploads = settings.limit_concurrent_uploads
+        requests = settings.limit_requests_per_s
+        points = settings.limit_points_per_s
         return cls(
-            requests_per_s=settings.limit_requests_per_s / n,
-            points_per_s=settings.limit_points_per_s / n,
+            requests_per_s=requests / n,
+            requests_burst=requests * settings.limit_burst_s / n,
+            points_per_s=points / n,
+            # At least a second's worth, whatever the burst setting says.
+            points_burst=max(settings.limit_points_burst, points) / n,
             # Whole uploads: each replica lets at least one through.
             concurrent_uploads=math.ceil(uploads / n) if uploads else 0,
             storage_bytes=settings.limit_storage_bytes,
-            window_s=settings.limit_window_s,
             storage_refresh_s=settings.limit_storage_refresh_s,
         )
 
@@ -209,10 +213,10 @@ class TenantLimiter:
     def _tenant(self, tenant: str, now: float) -> _Tenant:
         found = self._tenants.get(tenant)
         if found is None:
-            w = self.limits.window_s
+            limits = self.limits
             found = self._tenants[tenant] = _Tenant(
-                requests=Window(self.limits.requests_per_s * w, w, now),
-                points=Window(self.limits.points_per_s * w, w, now),
+                requests=Bucket(limits.requests_per_s, limits.requests_burst, now),
+                points=Bucket(limits.points_per_s, limits.points_burst, now),
             )
         return found
 
@@ -236,7 +240,7 @@ class TenantLimiter:
                 self._count(state, "requests")
         if not allowed:
             raise _throttled(
-                tenant, decision, f"requests per {_seconds(decision.window_s)} s", "REQUESTS_PER_S"
+                tenant, decision, _rate_text(state.requests, "requests"), "REQUESTS_PER_S"
             )
         return decision
 
@@ -258,7 +262,7 @@ class TenantLimiter:
             decision.unit = "points"
             self._count(state, "points")
         raise _throttled(
-            tenant, decision, f"metric points per {_seconds(decision.window_s)} s", "POINTS_PER_S"
+            tenant, decision, _rate_text(state.points, "metric points"), "POINTS_PER_S"
         )
 
     @contextmanager
@@ -282,13 +286,13 @@ class TenantLimiter:
                     policy="uploads",
                     allowed=False,
                     quota=limit,
-                    window_s=self.limits.window_s,
+                    window_s=1.0,
                     remaining=0,
-                    reset_s=self.limits.window_s,
+                    reset_s=1.0,
                     retry_after_s=1.0,
                     unit="concurrent-requests",
                 )
-                raise _throttled(tenant, decision, "uploads at once", "CONCURRENT_UPLOADS")
+                raise _throttled(tenant, decision, f"{limit} uploads at once", "CONCURRENT_UPLOADS")
             state.uploads += 1
         try:
             yield
@@ -358,10 +362,14 @@ class TenantLimiter:
         return generate_latest(self.registry)
 
 
-def _throttled(tenant: str, decision: Decision, what: str, setting: str) -> ThrottledError:
+def _rate_text(bucket: Bucket, unit: str) -> str:
+    return f"{bucket.rate:g} {unit} a second (at most {math.floor(bucket.capacity)} at once)"
+
+
+def _throttled(tenant: str, decision: Decision, limit: str, setting: str) -> ThrottledError:
     wait = _seconds(decision.retry_after_s)
     return ThrottledError(
-        f"Tenant {tenant!r} is over its limit of {decision.quota} {what} on this replica "
+        f"Tenant {tenant!r} is over its limit of {limit} on this replica "
         f"(MATIH_LIMIT_{setting}); retry in {wait} s.",
         details={
             "limit": decision.policy,
@@ -387,8 +395,9 @@ class _Collector(Collector):
         )
         usage = GaugeMetricFamily(
             "matih_tenant_usage",
-            "A tenant's current use of a limit on this replica: requests and points in the "
-            "current window, uploads in flight, stored bytes (-1 before the first measure).",
+            "A tenant's current use of a limit on this replica: requests and points taken "
+            "from its bucket (its size when empty, more in debt), uploads in flight, stored "
+            "bytes (-1 before the first measure).",
             labels=("tenant", "limit"),
         )
         for tenant, figures in sorted(self._limiter.snapshot().items()):
