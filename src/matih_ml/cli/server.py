@@ -42,6 +42,7 @@ def serve(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     from matih_ml.api.app import create_app
+    from matih_ml.api.http_protocol import CoalescingHttpToolsProtocol
     from matih_ml.bootstrap import bootstrap_demo
 
     services = load_services()
@@ -74,6 +75,7 @@ def serve(
             workers=workers,
             log_level="info",
             access_log=access_log,
+            http=CoalescingHttpToolsProtocol,
         )
         return
     uvicorn.run(
@@ -82,6 +84,8 @@ def serve(
         port=port,
         log_level="info",
         access_log=access_log,
+        # An answer's header and body in one write (api/http_protocol.py).
+        http=CoalescingHttpToolsProtocol,
     )
 
 
