@@ -52,9 +52,10 @@ class Target:
     @property
     def label(self) -> str:
         """``production``, ``@champion`` or ``v3``."""
-        return {"stage": self.value, "alias": f"@{self.value}", "version": f"v{self.value}"}[
-            self.kind
-        ]
+        # Read twice per prediction: no dict of all three built each time.
+        if self.kind == "stage":
+            return self.value
+        return f"@{self.value}" if self.kind == "alias" else f"v{self.value}"
 
     @classmethod
     def parse(
