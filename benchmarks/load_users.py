@@ -38,6 +38,7 @@ ACKS: dict[str, list] = {"points": [], "runs": [], "versions": [], "moves": [], 
 VIOLATIONS: list[str] = []
 SENT: dict[tuple[str, str], int] = {}
 THROTTLED: Counter = Counter()
+FAILURES: Counter = Counter()
 _next_user = itertools.count()
 _next_replica = itertools.count()
 # Every id each tenant has written, to catch a read that shows another tenant's.
@@ -227,6 +228,8 @@ class QuietUser(TenantUser):
 
     @task(1)
     def register(self) -> None:
+        if PLAN.get("no_model_writes"):
+            return  # a diagnostic run: what the rest of the mix costs without them
         run_id = self._new_run("register: run")
         if run_id is None:
             return
@@ -254,6 +257,8 @@ class QuietUser(TenantUser):
 
     @task(1)
     def promote(self) -> None:
+        if PLAN.get("no_model_writes"):
+            return
         if not self.development:
             self.register()  # then promote what it registered
         if not self.development:
@@ -328,6 +333,13 @@ def _figures(env: Environment, seconds: float) -> dict:
     return found
 
 
+@locust.events.request.add_listener
+def _count_failure(name: str, exception: object = None, **_: object) -> None:
+    # Every failure counts, the ramp's included (the figures leave the ramp out).
+    if exception is not None:
+        FAILURES[name] += 1
+
+
 def main() -> None:
     """Run the plan's users for its seconds and write what they saw."""
     users = [QuietUser] + ([NoisyUser] if NOISY else [])
@@ -336,13 +348,20 @@ def main() -> None:
     env = Environment(user_classes=users, events=locust.events, stop_timeout=60)
     runner = env.create_local_runner()
     total = PLAN["users"]
-    runner.start(total, spawn_rate=PLAN.get("spawn_rate", total))
+    ramp = PLAN.get("ramp_s", 0)
+    runner.start(total, spawn_rate=total / ramp if ramp else total)
+    if ramp:
+        # The users start over the ramp (each creates its run as it starts); the figures
+        # are of the seconds after it, when every user is at its mix.
+        gevent.sleep(ramp + PLAN.get("think_s", (0.5, 1.5))[1])
+        env.stats.reset_all()
     started = time.monotonic()
     gevent.spawn_later(PLAN["seconds"], runner.quit)
     runner.greenlet.join()
     seconds = time.monotonic() - started
     out = {
         "seconds": seconds,
+        "failures": dict(FAILURES),
         "operations": _figures(env, seconds),
         "errors": [
             {"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
