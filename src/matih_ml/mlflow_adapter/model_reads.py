@@ -128,14 +128,14 @@ def model_page(
         "tag_value": tag_value,
     }
     with translated(), engine.connect() as conn:
-        rows = [ModelRow(r[0], r[1], r[2], r[3]) for r in conn.execute(sql, args)]
+        rows = [ModelRow(r[0], r[1], r[2], r[3]) for r in conn.execute(sql, args).all()]
         more = len(rows) > limit
         rows = rows[:limit]
         if rows:
             by_name = {m.name: m for m in rows}
             for name, key, value in conn.execute(
                 _MODEL_TAGS.on(conn), {"ws": workspace, "names": list(by_name)}
-            ):
+            ).all():
                 by_name[name].tags[key] = value
     return rows, more
 
@@ -148,13 +148,13 @@ def versions(engine: Engine, workspace: str, names: Sequence[str]) -> list[Versi
     with translated(), engine.connect() as conn:
         found = {
             (r[0], int(r[1])): VersionRow(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
-            for r in conn.execute(_VERSIONS.on(conn), args)
+            for r in conn.execute(_VERSIONS.on(conn), args).all()
         }
-        for name, version, key, value in conn.execute(_VERSION_TAGS.on(conn), args):
+        for name, version, key, value in conn.execute(_VERSION_TAGS.on(conn), args).all():
             row = found.get((name, int(version)))
             if row is not None:
                 row.tags[key] = value
-        for name, version, alias in conn.execute(_ALIASES.on(conn), args):
+        for name, version, alias in conn.execute(_ALIASES.on(conn), args).all():
             row = found.get((name, int(version)))
             if row is not None:
                 row.aliases.append(alias)

@@ -58,17 +58,19 @@ def summaries(
     with translated(), engine.connect() as conn:
         found = {
             r[0]: RunSummary(r[0], r[1], r[2])
-            for r in conn.execute(_RUNS.on(conn), {"ws": workspace, "ids": ids})
+            for r in conn.execute(_RUNS.on(conn), {"ws": workspace, "ids": ids}).all()
         }
         mine = list(found)
         if mine:
-            for run_id, key, value in conn.execute(_PARAMS.on(conn), {"ids": mine}):
+            for run_id, key, value in conn.execute(_PARAMS.on(conn), {"ids": mine}).all():
                 found[run_id].params[key] = value
             rows: Iterable[Any]
             if metric_keys is None:
-                rows = conn.execute(_ALL_METRICS.on(conn), {"ids": mine})
+                rows = conn.execute(_ALL_METRICS.on(conn), {"ids": mine}).all()
             elif metric_keys:
-                rows = conn.execute(_METRICS.on(conn), {"ids": mine, "keys": list(metric_keys)})
+                rows = conn.execute(
+                    _METRICS.on(conn), {"ids": mine, "keys": list(metric_keys)}
+                ).all()
             else:
                 rows = []
             for run_id, key, value in rows:
