@@ -30,12 +30,18 @@ class Script:
     """What the server answers, in order (the last answer repeats), and what it was sent."""
 
     def __init__(self) -> None:
-        self.answers: list[tuple[int, str, bytes]] = []
+        self.answers: list[tuple[int, str, bytes, dict[str, str]]] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
 
-    def then(self, status: int, body: object, ctype: str = "application/json") -> Script:
+    def then(
+        self,
+        status: int,
+        body: object,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Script:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.answers.append((status, ctype, raw))
+        self.answers.append((status, ctype, raw, headers or {}))
         return self
 
 
@@ -49,9 +55,11 @@ def scripted() -> Iterator[tuple[str, Script]]:
             self.rfile.read(length)
             script.requests.append((self.command, self.path, dict(self.headers)))
             n = len(script.requests) - 1
-            status, ctype, raw = script.answers[min(n, len(script.answers) - 1)]
+            status, ctype, raw, extra = script.answers[min(n, len(script.answers) - 1)]
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
@@ -125,6 +133,34 @@ def test_an_idempotent_post_is_repeated(scripted) -> None:
     with _client(url) as ml:
         assert ml.serving.predict("churn", inputs=[[1.0]]).predictions == [1]
     assert [r[:2] for r in script.requests] == [("POST", "/api/v1/models/churn/predict")] * 2
+
+
+THROTTLED = {"error": {"code": "LIMIT_EXCEEDED", "message": "over its points rate", "details": {}}}
+
+
+def test_a_post_throttled_with_retry_after_is_sent_again_after_the_wait(scripted) -> None:
+    # A per-tenant rate refuses before doing anything: even a log-batch is safe to repeat.
+    url, script = scripted
+    script.then(429, THROTTLED, headers={"Retry-After": "0"}).then(200, {"metrics_written": 1})
+    with _client(url) as ml:
+        done = ml.runs.log_batch("0" * 32, metrics=[{"key": "loss", "value": 1.0}])
+    assert done.metrics_written == 1
+    assert [r[0] for r in script.requests] == ["POST", "POST"]
+
+
+def test_a_429_without_retry_after_or_asking_too_long_is_raised(scripted) -> None:
+    from matih_ml.errors import LimitExceededError
+
+    url, script = scripted
+    script.then(429, THROTTLED)  # a tenant's limit of jobs: no Retry-After
+    with _client(url) as ml, pytest.raises(LimitExceededError):
+        ml.whoami()
+    assert len(script.requests) == 1
+    script.answers[:] = []
+    script.then(429, THROTTLED, headers={"Retry-After": "3600"})
+    with _client(url) as ml, pytest.raises(LimitExceededError):
+        ml.whoami()
+    assert len(script.requests) == 2
 
 
 def test_a_closed_port_raises_unavailable_naming_the_url_after_the_retries() -> None:

@@ -13,8 +13,11 @@ times a random factor in [0, 1), or the server's ``Retry-After`` if longer):
   error body never says that a failed ``POST`` did nothing (a 503 means a dependency
   failed, possibly halfway), so any other ``POST`` (log-batch, uploads, approvals,
   rollback...) is not repeated: the error is raised and the caller decides.
-- Nothing else is retried: a 4xx is an answer, and a 429 (a tenant's limit of jobs) lasts
-  longer than a backoff.
+- **A 429 with ``Retry-After``** (a tenant's request or points rate, or its uploads at
+  once: docs/api.md, "Limits") is sent again once the server's wait is over, whatever
+  the method: the server refused it before doing anything.
+- Nothing else is retried: another 4xx is an answer, and a 429 without ``Retry-After`` (a
+  tenant's limit of jobs) lasts longer than a backoff.
 
 Errors: an answer ``{"error": {"code", "message", "details"}}`` raises the
 ``matih_ml.errors`` class with that code (``NOT_FOUND`` → ``NotFoundError``...), with the
@@ -185,6 +188,13 @@ class Transport:
                 return response
             if response.status_code in RETRY_STATUSES and safe and attempt <= limit:
                 delay = self._delay(attempt, response.headers.get("retry-after"))
+                if delay is not None:
+                    self._pause(delay)
+                    continue
+            wait = response.headers.get("retry-after")
+            if response.status_code == 429 and wait is not None and attempt <= limit:
+                # Throttled before anything was done: safe to repeat whatever it is.
+                delay = self._delay(attempt, wait)
                 if delay is not None:
                     self._pause(delay)
                     continue
