@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from matih_ml.api.body import JsonBodyRoute, parse_json
-from matih_ml.api.deps import Reader, ServicesDep, Writer
+from matih_ml.api.deps import SECURITY, Reader, ServicesDep, Writer, caller_with
 from matih_ml.api.params import ModelId
 from matih_ml.api.quotas import limiter_of
 from matih_ml.api.routes._common import ERRORS
+from matih_ml.auth.principal import Permission
 from matih_ml.auth.scrape_token import check_scrape_token
 from matih_ml.contracts.names import EvaluationKindName
 from matih_ml.contracts.schemas import (
@@ -94,12 +95,14 @@ def _body(raw: bytes, limit: int) -> dict[str, Any]:
     return body
 
 
-@router.post("/{model_id}/predict", response_model=PredictionRead, openapi_extra=_BODY)
+@router.post(
+    "/{model_id}/predict",
+    response_model=PredictionRead,
+    openapi_extra={**_BODY, "security": SECURITY},
+)
 async def predict(
     model_id: ModelId,
     request: Request,
-    serving: ServingDep,
-    who: Reader,
     stage: StageQ = None,
     alias: AliasQ = None,
     version: VersionQ = None,
@@ -109,6 +112,9 @@ async def predict(
     # and answers a model FastAPI would validate again. Here a small request on a cached
     # version is scored on the event loop, and the answer is serialised once. Both make
     # the same checks and the same service call (matih_ml.local.serving's functions).
+    # The caller is read as Reader reads it, without FastAPI's dependency solving.
+    who = await caller_with(request, Permission.READ)
+    serving = get_serving_of(request.app)
     raw = await request.body()
     target = target_of(stage, alias, version)
     if len(raw) <= _ON_LOOP_BYTES:
