@@ -19,7 +19,9 @@ several client threads over a fixed duration. After each measurement both server
 return the same predictions as each other and as the estimator in this process.
 
 Before the servers start, ``PredictionService.predict`` of one record is timed in this
-process on the same registered version (the fast path without HTTP).
+process on the same registered version (the fast path without HTTP). Two floors are
+measured with the same client: ``GET /api/v1/whoami`` on matih-ml with the same key (an
+authenticated answer that scores nothing), and a bare ASGI app on uvicorn (no framework).
 
 Run with ``make bench`` (or ``.venv/bin/python benchmarks/bench_serving.py``;
 ``--workers 2`` runs both servers with two worker processes). The client and both
@@ -274,6 +276,33 @@ def start_ours(root: Path, data: Path, workers: int) -> Server:
     return Server("matih-ml serve", argv, env, port, "/readyz", root / "matih.log")
 
 
+# The floor of the floor: an ASGI app with no framework on the same uvicorn, which reads
+# the request and answers a fixed small JSON body (what any Python server pays for HTTP).
+_BARE_APP = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/ping":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await receive()
+    body = b'{"predictions": [1]}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def start_bare(root: Path) -> Server:
+    """A bare ASGI app on uvicorn (no FastAPI, no middleware, no auth, no model)."""
+    port = free_port()
+    argv = [sys.executable, "-c", _BARE_APP, str(port)]
+    return Server("bare ASGI", argv, _clean_env(), port, "/ping", root / "bare.log")
+
+
 def start_mlflow(root: Path, saved: Path, workers: int) -> Server:
     """``mlflow models serve`` on the saved model, in this environment (no virtualenv)."""
     port = free_port()
@@ -453,6 +482,9 @@ def main() -> None:
             "whoami", servers[0].port, "/api/v1/whoami", "", dict(ours.headers), "GET"
         )
         floor, floor_cpu = latency(floor_ep, [b""], servers[0])
+        servers.append(start_bare(root))
+        bare_ep = Endpoint("bare", servers[-1].port, "/predict", "records", ct)
+        bare, bare_cpu = latency(bare_ep, bodies["matih-ml"], servers[-1])
         rps = {}
         for ep in (ours, theirs):
             rps[ep.name] = throughput(ep, bodies[ep.name], args.threads, args.duration)
@@ -505,6 +537,10 @@ def main() -> None:
         ("floor: GET /whoami p50 ms (auth, no model)", _ms(floor, 50), math.nan, True, None, True)
     )
     rows.append(("floor: server CPU ms/request", floor_cpu, math.nan, True, None, True))
+    rows.append(
+        ("bare ASGI on uvicorn p50 ms (no framework)", _ms(bare, 50), math.nan, True, None, True)
+    )
+    rows.append(("bare ASGI: server CPU ms/request", bare_cpu, math.nan, True, None, True))
     print(
         f"model: {args.model}; served by {set_up.runtime}"
         + (f" (ONNX twin: {set_up.twin['reason']})" if set_up.twin else "")
