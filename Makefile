@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_history.py
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_serving.py
+	$(PY) benchmarks/bench_serving.py --model forest
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_sandbox.py
