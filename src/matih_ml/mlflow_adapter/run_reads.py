@@ -9,6 +9,7 @@ server is searched through its API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,11 @@ _RUNS = InList(
 )
 _PARAMS = InList("SELECT run_uuid, key, value FROM params WHERE run_uuid IN :ids", "ids")
 _ALL_METRICS = InList(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids", "ids"
+    "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN :ids", "ids"
 )
 _METRICS = InList(
-    "SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN :ids AND key IN :keys",
+    "SELECT run_uuid, key, value, is_nan FROM latest_metrics "
+    "WHERE run_uuid IN :ids AND key IN :keys",
     "ids",
     "keys",
 )
@@ -73,6 +75,7 @@ def summaries(
                 ).all()
             else:
                 rows = []
-            for run_id, key, value in rows:
-                found[run_id].metrics[key] = value
+            for run_id, key, value, is_nan in rows:
+                # MLflow stores a NaN as 0 with is_nan set, and its entities give NaN back.
+                found[run_id].metrics[key] = math.nan if is_nan else value
     return found

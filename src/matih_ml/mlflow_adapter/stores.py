@@ -32,6 +32,19 @@ def sql_engine(client: MlflowClient) -> Engine | None:
     return engine if isinstance(engine, Engine) else None
 
 
+def registry_sql_engine(client: MlflowClient) -> Engine | None:
+    """The registry store's engine, or None for a registry store that is not SQL.
+
+    With both stores on one database it is the tracking store's engine (MLflow builds one
+    per store): one pool serves a read of models and of their runs.
+    """
+    engine = getattr(registry_store(client), "engine", None)
+    if not isinstance(engine, Engine):
+        return None
+    tracking = sql_engine(client)
+    return tracking if tracking is not None and tracking.url == engine.url else engine
+
+
 def copies(dialect: Dialect) -> bool:
     """Whether bulk writes use ``COPY``: PostgreSQL through psycopg 3 (``cursor.copy``).
     SQLite, and PostgreSQL through psycopg2, take ``executemany``."""

@@ -1,4 +1,5 @@
-"""Pages of a tenant's models: filtered by stage, framework, name and tag, in order.
+"""Pages of a tenant's models: filtered by stage, framework, name and tag, in order; and
+one model by name, read the same way.
 
 The search is confined to the tenant; the filters are applied to its results here and
 never written into a query, so no input reaches MLflow's filter language.
@@ -13,7 +14,7 @@ from mlflow.entities.model_registry import RegisteredModel
 from sqlalchemy import Engine
 
 from matih_ml import validation
-from matih_ml.errors import ValidationError
+from matih_ml.errors import NotFoundError, ValidationError
 from matih_ml.mlflow_adapter import model_reads, stores
 from matih_ml.mlflow_adapter.run_reads import summaries
 from matih_ml.mlflow_errors import translated
@@ -138,10 +139,10 @@ class ModelLister:
             )
         page_token = validation.page_token(page_token)
         keep = ModelFilter.of(q, tag)
-        engine = stores.sql_engine(self._client)
-        if engine is not None:
+        engines = self._sql_engines()
+        if engines is not None:
             return self._list_models_sql(
-                engine, tenant_id, want_stage, fw, max_results, page_token, keep
+                engines, tenant_id, want_stage, fw, max_results, page_token, keep
             )
         filtered = want_stage is not None or keep.active
         with self._tenants.scope(tenant_id) as tenant:
@@ -183,9 +184,49 @@ class ModelLister:
                     break
             return ModelPage(build_metadata(self._client, tenant, selected), token or None)
 
+    def get(self, tenant_id: str, name: str) -> ModelMetadata | None:
+        """Return one model of the tenant, the same as its item in :meth:`page`; None if
+        the tenant has no model of that name.
+
+        On the SQL stores, in a few queries of our own confined to the tenant's workspace
+        (the ones :meth:`page` makes); otherwise through MLflow's client.
+
+        Args:
+            tenant_id: The tenant.
+            name: The model's name, checked by the caller (``validation.model_name``).
+
+        Raises:
+            NotFoundError: For an unknown tenant.
+        """
+        engines = self._sql_engines()
+        with self._tenants.scope(tenant_id) as tenant:
+            if engines is None:
+                try:
+                    with translated(f"Model {name!r}"):
+                        rm = self._client.get_registered_model(name)
+                except NotFoundError:
+                    return None
+                return build_metadata(self._client, tenant, [rm])[0]
+            models, runs = engines
+            row = model_reads.model_named(models, tenant, name)
+            if row is None:
+                return None
+            live = model_reads.versions(models, tenant, [row.name])
+            return _assemble(runs, tenant, [row], live)[0]
+
+    def _sql_engines(self) -> tuple[Engine, Engine] | None:
+        """The engines of the registry's tables and of the runs', when both stores are SQL.
+
+        They differ when ``MLFLOW_REGISTRY_URI`` names another database than the tracking
+        store's.
+        """
+        models = stores.registry_sql_engine(self._client)
+        runs = stores.sql_engine(self._client)
+        return None if models is None or runs is None else (models, runs)
+
     def _list_models_sql(
         self,
-        engine: Engine,
+        engines: tuple[Engine, Engine],
         tenant_id: str,
         want_stage: Stage | None,
         fw: frameworks.Framework | None,
@@ -194,6 +235,7 @@ class ModelLister:
         keep: ModelFilter,
     ) -> ModelPage:
         """:meth:`page` in a few queries of our own (the SQL stores)."""
+        engine, runs = engines
         offset = model_reads.parse_token(page_token)
         filtered = want_stage is not None or keep.active
         # Filtered, the models are read in larger chunks: most may be left out.
@@ -229,11 +271,21 @@ class ModelLister:
                 scanned += len(rows)
                 if not more or len(picked) >= max_results or scanned >= _SCAN_BUDGET:
                     break
-
-            def read_runs(run_ids: list[str]) -> dict[str, tuple[dict, dict]]:
-                found = summaries(engine, tenant, run_ids, None)
-                return {rid: (r.metrics, r.params) for rid, r in found.items()}
-
-            items = assemble_metadata(tenant, picked, live, read_runs)
+            items = _assemble(runs, tenant, picked, live)
         token = model_reads.make_token(offset) if more else None
         return ModelPage(items, token)
+
+
+def _assemble(
+    runs: Engine,
+    tenant: str,
+    models: list[model_reads.ModelRow],
+    live: list[model_reads.VersionRow],
+) -> list[ModelMetadata]:
+    """The metadata of models read in SQL, their current versions' runs read from ``runs``."""
+
+    def read_runs(run_ids: list[str]) -> dict[str, tuple[dict, dict]]:
+        found = summaries(runs, tenant, run_ids, None)
+        return {rid: (r.metrics, r.params) for rid, r in found.items()}
+
+    return assemble_metadata(tenant, models, live, read_runs)

@@ -31,7 +31,6 @@ from matih_ml.registry.metadata import (
 from matih_ml.registry.registration import Registrar
 from matih_ml.registry.stages import stage_of
 from matih_ml.registry.views import (
-    build_metadata,
     is_complete,
     search_runs,
     version_info,
@@ -170,16 +169,14 @@ class RegistryService:
     def get_model(self, tenant_id: str, model_id: str) -> ModelMetadata | None:
         """Return a model's metadata, or None if the tenant has no such model.
 
+        The same as its item in :meth:`list_models`, read the same way (on the SQL
+        stores, a few queries of our own: see :meth:`ModelLister.get`).
+
         Raises:
             NotFoundError: For an unknown tenant.
+            ValidationError: For a bad model name.
         """
-        name = validation.model_name(model_id)
-        with self._tenants.scope(tenant_id) as tenant:
-            try:
-                rm = self._get_registered(name)
-            except NotFoundError:
-                return None
-            return self._metadata(tenant, rm)
+        return self._lister.get(tenant_id, validation.model_name(model_id))
 
     def require_model(self, tenant_id: str, model_id: str) -> ModelMetadata:
         """Like :meth:`get_model`, but an unknown model raises ``NotFoundError``."""
@@ -542,6 +539,3 @@ class RegistryService:
                 details={"model_id": name, "version": number},
             )
         return mv
-
-    def _metadata(self, tenant: str, rm: RegisteredModel) -> ModelMetadata:
-        return build_metadata(self._client, tenant, [rm])[0]
