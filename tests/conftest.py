@@ -38,6 +38,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_event_loop_left_running() -> Iterator[None]:
+    """A file may not leave an event loop running on the worker's main thread: the next
+    file's ``asyncio.run`` would fail for a reason of this one's (a Playwright session
+    left open did). Checked after the file's own fixtures are torn down."""
+    import asyncio
+
+    yield
+    loop = asyncio.events._get_running_loop()
+    assert loop is None, f"this file left an event loop running on the main thread: {loop!r}"
+
+
 def embedded_settings(data_dir: Path) -> Settings:
     """The embedded default under ``data_dir``, whatever MLflow put in the environment.
 

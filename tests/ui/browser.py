@@ -19,7 +19,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 
-@pytest.fixture(scope="session")
+# One browser per file, not per session: Playwright's sync API runs an asyncio loop on
+# the main thread (switching greenlets), so while it is open the thread has a running
+# loop, and any later test on the same worker that calls asyncio.run fails ("cannot be
+# called from a running event loop"). Closing it with the file ends that.
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
