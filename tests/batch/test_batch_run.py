@@ -170,7 +170,10 @@ def _big_table(services, tenant: str, rows: int) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_a_cancel_mid_job_leaves_no_output_and_no_temporary_file(services, tenant) -> None:
-    table = _big_table(services, tenant, 1_000_000)
+    # Eight blocks of 25,000 rows (runner: four blocks an actor), each 500 batches of 50:
+    # the cancel lands after the first block is written, with seconds of work left. A
+    # million rows only made each block (the driver's cancel check) take a minute.
+    table = _big_table(services, tenant, 200_000)
     model = LogisticRegression().fit(table[FEATURES][:1000], (table.f0[:1000] > 0).astype(int))
     _promote(services, tenant, "churn", _register(services, tenant, "churn", model, "sklearn"))
     out_dir = tenant_root(services, tenant) / "scores"
