@@ -18,6 +18,7 @@ from matih_ml.api.quotas import Limits, TenantLimiter
 from matih_ml.api.routes import (
     approvals,
     batch_jobs,
+    bom,
     events,
     experiments,
     health,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         serving,
         health,
         models,
+        bom,
         lifecycle,
         approvals,
         experiments,

@@ -226,3 +226,29 @@ def models_download(
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     result = {"model_id": model_id, "version": version, "folder": str(dest), "files": files}
     emit(result, ("model_id", "version", "folder", "files"), as_json, "Downloaded")
+
+
+@models_app.command("bom")
+@handles_errors
+@targeted
+def models_bom(
+    model_id: str,
+    version: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it to this file.")
+    ] = None,
+    *,
+    target: Target,
+) -> None:
+    """Print a version's ML bill of materials (CycloneDX 1.6 JSON)."""
+    with target.doors() as ml:
+        doc = ml.models.bom(model_id, version)
+    text = json.dumps(doc, indent=2)
+    if output is None:
+        typer.echo(text)
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"--output {str(output)!r}: {exc.strerror}.") from None
+    stderr.print(f"Wrote the BOM of {model_id} v{version} to {output}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from matih_ml.client._base import (
     API,
@@ -168,3 +169,8 @@ class ModelsClient(ModelsWalk, SubClient):
     def read_file(self, model_id: str, version: str | int, path: str) -> bytes:
         url = f"{_version_path(model_id, version)}/files/{subpath(path)}"
         return self._t.request("GET", url).content
+
+    def bom(self, model_id: str, version: str | int) -> dict[str, Any]:
+        url = f"{_version_path(model_id, version)}/bom"
+        data: dict[str, Any] = self._t.request("GET", url).json()
+        return data

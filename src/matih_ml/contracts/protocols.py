@@ -257,6 +257,12 @@ class RegistryContract(Protocol):
         """The bytes of one of the version's files."""
         ...
 
+    def bom(self, model_id: str, version: str | int) -> dict[str, Any]:
+        """The version's ML bill of materials: a CycloneDX 1.6 JSON document (the model
+        and its model card, requirements.txt's exact pins, the training run, its datasets
+        and Feast views, the signature's digest; docs/provenance.md)."""
+        ...
+
     def download(
         self, model_id: str, version: str | int, dest: str | Path, *, path: str | None = None
     ) -> Path:

@@ -24,6 +24,7 @@ from matih_ml.contracts.schemas import (
 )
 from matih_ml.contracts.walk import ModelsWalk
 from matih_ml.local._base import Door, implements
+from matih_ml.registry.bom import bill_of_materials
 from matih_ml.registry.uploads import uploaded_model
 
 
@@ -204,6 +205,10 @@ class LocalModels(ModelsWalk, Door):
                 tenant, model_id, version, path, Path(tmp)
             )
             return local.read_bytes()
+
+    def bom(self, model_id: str, version: str | int) -> dict[str, Any]:
+        tenant = self._need(Permission.READ)
+        return bill_of_materials(self._s.backend, self._s.tenants, tenant, model_id, str(version))
 
 
 def _plain(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
