@@ -90,7 +90,12 @@ class Harness:
             "MATIH_EVENTS_INTENT_GRACE_S": "1",
             "MATIH_RECONCILE_INTERVAL_S": "0.5",
             "MATIH_PROJECTION_INTERVAL_S": "0.5",
-            "MATIH_REGISTRATION_GRACE_S": "5",
+            # A restarted replica's start-up cleanup must spare the retry's registration,
+            # which is in flight on another replica (pending) while it starts: under load
+            # a registration (sandbox, ONNX twin) ran past 5 s, its version was removed as
+            # abandoned, and the retry's version was missing. Nothing here waits for
+            # an abandoned version's removal (hidden at once), so a long grace costs nothing.
+            "MATIH_REGISTRATION_GRACE_S": "120",
         }
         self.settings = settings
         # Three, so that a killed one has two cuts' time to restart before its turn. The
