@@ -43,3 +43,10 @@ def test_models_bom_prints_and_writes_the_versions_bom(tmp_path, monkeypatch, sk
 
     missing = runner.invoke(app, ["models", "bom", *where, "churn", "9"])
     assert missing.exit_code == 1 and "NOT_FOUND" in missing.stderr
+    as_json = runner.invoke(app, ["models", "bom", *where, "churn", "9", "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["error"]["code"] == "NOT_FOUND"
+    same = runner.invoke(app, ["models", "bom", *where, "churn", "1", "--json"])
+    assert json.loads(same.stdout)["metadata"] == doc["metadata"] | {
+        "timestamp": json.loads(same.stdout)["metadata"]["timestamp"]
+    }

@@ -237,10 +237,12 @@ def models_bom(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write it to this file.")
     ] = None,
+    as_json: JsonOpt = False,
     *,
     target: Target,
 ) -> None:
-    """Print a version's ML bill of materials (CycloneDX 1.6 JSON)."""
+    """Print a version's ML bill of materials (CycloneDX 1.6 JSON, with or without
+    --json; --json makes an error JSON too)."""
     with target.doors() as ml:
         doc = ml.models.bom(model_id, version)
     text = json.dumps(doc, indent=2)
@@ -251,4 +253,7 @@ def models_bom(
         output.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
         raise ValidationError(f"--output {str(output)!r}: {exc.strerror}.") from None
-    stderr.print(f"Wrote the BOM of {model_id} v{version} to {output}")
+    if as_json:
+        typer.echo(json.dumps({"model_id": model_id, "version": version, "file": str(output)}))
+    else:
+        stderr.print(f"Wrote the BOM of {model_id} v{version} to {output}")
