@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, validation_alias=AliasChoices("MATIH_SECRET_KEY", "secret_key")
     )
+    # Model signing (docs/provenance.md): an operator's EC private key (PEM) that signs
+    # every tenant's versions instead of the per-tenant keys the service keeps.
+    signing_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MATIH_SIGNING_KEY_FILE", "signing_key_file"),
+    )
+    # Whether a version with no signature (registered before signing) may be promoted.
+    unsigned_versions: Literal["allow", "refuse"] = Field(
+        default="allow",
+        validation_alias=AliasChoices("MATIH_UNSIGNED_VERSIONS", "unsigned_versions"),
+    )
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("MATIH_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),

@@ -67,6 +67,13 @@ class GateFailedError(MatihError):
     code = "GATE_FAILED"
 
 
+class IntegrityError(MatihError):
+    """A version's stored files do not match its signature (or it has none where one is
+    required): it is neither promoted nor loaded. ``details`` names the files."""
+
+    code = "MODEL_INTEGRITY_FAILED"
+
+
 class UnavailableError(MatihError):
     """A dependency (database, artifact store, MLflow server) cannot be reached."""
 
@@ -94,6 +101,7 @@ STATUS: dict[type[MatihError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     GateFailedError: 409,
+    IntegrityError: 409,
     PayloadTooLargeError: 413,
     LimitExceededError: 429,
     UnavailableError: 503,

@@ -23,6 +23,7 @@ from matih_ml.registry.intent_probe import MlflowIntentProbe
 from matih_ml.registry.lifecycle import LifecycleService
 from matih_ml.registry.policy import PolicyStore
 from matih_ml.registry.projection import StageProjector
+from matih_ml.registry.provenance import Provenance, SigningKeys, sign_folder
 from matih_ml.registry.service import RegistryService
 from matih_ml.runtime.loader import ModelRuntime
 from matih_ml.runtime.sandbox import SandboxLimits
@@ -61,6 +62,7 @@ class Services:
     jobs: JobService
     runtime: ModelRuntime
     projector: StageProjector
+    provenance: Provenance
 
     @property
     def serving(self) -> PredictionService:
@@ -131,8 +133,25 @@ def build_services(settings: Settings) -> Services:
         onnx_threads=settings.onnx_threads,
         onnx_twins=settings.onnx_twins,
     )
-    registry = RegistryService(backend, tenants, events, runtime)
-    webhooks = WebhookStore(db, SecretBox(settings))
+    box = SecretBox(settings)
+    keys = SigningKeys(
+        db,
+        box,
+        settings.signing_key_file,
+        box_ready=bool(settings.secret_key) or settings.single_host,
+    )
+    registry = RegistryService(
+        backend, tenants, events, runtime, sign=functools.partial(sign_folder, keys)
+    )
+    provenance = Provenance(
+        keys,
+        db,
+        events,
+        download=registry.download_version,
+        tags_of=registry.version_tags,
+        allow_unsigned=settings.unsigned_versions == "allow",
+    )
+    webhooks = WebhookStore(db, box)
     reconciler = Reconciler(
         events,
         MlflowIntentProbe(backend.client, registration_grace_s=settings.registration_grace_s),
@@ -154,7 +173,13 @@ def build_services(settings: Settings) -> Services:
         db=db,
         tenants=tenants,
         registry=registry,
-        lifecycle=LifecycleService(registry, db, projector, landing_stage=settings.register_stage),
+        lifecycle=LifecycleService(
+            registry,
+            db,
+            projector,
+            landing_stage=settings.register_stage,
+            provenance=provenance,
+        ),
         runs=RunService(backend, tenants, events),
         api_keys=ApiKeyStore(db),
         jwt=JwtVerifier(settings, tenant_exists=tenants.exists),
@@ -165,4 +190,5 @@ def build_services(settings: Settings) -> Services:
         jobs=JobService(db, settings, require_model=registry.require_model),
         runtime=runtime,
         projector=projector,
+        provenance=provenance,
     )

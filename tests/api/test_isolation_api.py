@@ -27,6 +27,7 @@ CALLS = [
     ("GET", "/api/v1/models/churn/versions/1/files", None),
     ("GET", "/api/v1/models/churn/versions/1/files/MLmodel", None),
     ("GET", "/api/v1/models/churn/versions/1/bom", None),
+    ("GET", "/api/v1/models/churn/versions/1/verification", None),
     ("DELETE", "/api/v1/models/churn/versions/1", None),
     ("PUT", "/api/v1/models/churn/stage", {"version": "1", "stage": "staging"}),
     ("GET", "/api/v1/experiments", None),

@@ -12,6 +12,7 @@ OPERATIONS = [
     ("GET", "/api/v1/models/churn/versions/1/files", None, "read"),
     ("GET", "/api/v1/models/churn/versions/1/files/MLmodel", None, "read"),
     ("GET", "/api/v1/models/churn/versions/1/bom", None, "read"),
+    ("GET", "/api/v1/models/churn/versions/1/verification", None, "read"),
     ("GET", "/api/v1/experiments", None, "read"),
     ("GET", "/api/v1/runs/{run}", None, "read"),
     ("POST", "/api/v1/runs", {"experiment_name": "x"}, "write"),

@@ -36,6 +36,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
         "models.download",
     ),
     ("GET", "/api/v1/models/{model_id}/versions/{version}/bom"): ("models.bom",),
+    ("GET", "/api/v1/models/{model_id}/versions/{version}/verification"): ("models.verify",),
     ("PUT", "/api/v1/models/{model_id}/stage"): ("lifecycle.transition",),
     ("POST", "/api/v1/models/{model_id}/rollback"): ("lifecycle.rollback",),
     ("GET", "/api/v1/models/{model_id}/history"): ("lifecycle.history",),

@@ -102,8 +102,11 @@ def test_sklearn_bom_is_valid_cyclonedx_with_model_card_and_exact_requirements(
     ]
     assert {"name": "param:C", "value": "1.0"} in card["properties"]
     p = props(model)
-    assert p["matih:signature"] == "unsigned"
-    assert "matih:signature.digest" not in p
+    # Registration signs every version (docs/provenance.md): the BOM names its signature.
+    tags = registry.version_tags(tenant, "clf", "1")
+    assert p["matih:signature"] == "signed"
+    assert p["matih:signature.digest"] == tags["matih.signature.digest"]
+    assert p["matih:signature.key_id"] == tags["matih.signature.key_id"]
     run_id = registry.get_version(tenant, "clf", 1).run_id
     assert p["matih:run_id"] == run_id
     assert {"type": "build-meta", "url": f"/api/v1/runs/{run_id}"} in [

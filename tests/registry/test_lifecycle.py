@@ -11,7 +11,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import open_production_gate
-from matih_ml.errors import ConflictError, ForbiddenError, GateFailedError, ValidationError
+from matih_ml.errors import (
+    ConflictError,
+    ForbiddenError,
+    GateFailedError,
+    IntegrityError,
+    ValidationError,
+)
 from matih_ml.registry.policy import MetricThreshold, Policy, ProductionGate, StagingGate
 from matih_ml.tenancy import tenant_scope
 
@@ -193,6 +199,13 @@ def test_staging_gate_loads_and_predicts(registry, lifecycle, tenant, sk_model, 
     broken = reg(registry, tenant, sk_model, xy)
     files = Path(registry.get_version(tenant, "churn", broken).artifact_uri)
     (files / "model.skops").write_bytes(b"corrupted")
+    # Its files no longer match their signature: refused before the gate loads anything.
+    with pytest.raises(IntegrityError, match=r"files changed since it was signed: model\.skops"):
+        lifecycle.transition_stage(tenant, "churn", broken, "staging")
+    # Unsigned (as versions registered before signing are), the gate loads it and says why.
+    with tenant_scope(tenant):
+        for tag in ("matih.signature.digest", "matih.signature.key_id"):
+            mlflow.MlflowClient().delete_model_version_tag("churn", broken, tag)
     with pytest.raises(GateFailedError, match="does not load and predict"):
         lifecycle.transition_stage(tenant, "churn", broken, "staging")
     # 'if_example' (the default) only loads a version that has no example.

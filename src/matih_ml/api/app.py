@@ -30,6 +30,7 @@ from matih_ml.api.routes import (
     serving,
     session,
     training_jobs,
+    verification,
     webhooks,
 )
 from matih_ml.api.unhandled import UnhandledErrorMiddleware
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         serving,
         health,
         models,
+        verification,
         bom,
         lifecycle,
         approvals,

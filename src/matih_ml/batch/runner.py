@@ -37,6 +37,7 @@ from matih_ml.training.ray_session import ensure_ray
 if TYPE_CHECKING:
     from matih_ml.config import Settings
     from matih_ml.events.outbox import EventLog
+    from matih_ml.registry.provenance import Provenance
     from matih_ml.registry.service import RegistryService
     from matih_ml.runtime.loader import ModelRuntime
     from matih_ml.serving.service import PredictionService
@@ -72,6 +73,9 @@ class BatchServices(Protocol):
 
     @property
     def serving(self) -> PredictionService: ...
+
+    @property
+    def provenance(self) -> Provenance: ...
 
 
 @dataclass
@@ -144,6 +148,8 @@ def run_batch_job(services: BatchServices, job: Job, context: JobContext) -> Fin
     services.jobs.set_progress(job.job_id, 0, source.rows_total, version=version)
     with tempfile.TemporaryDirectory(prefix="matih-batch-") as tmp:
         folder = services.registry.download_version(tenant, model, version, Path(tmp) / "m")
+        # Checked against its signature before anything reads it, as serving does.
+        services.provenance.require_loadable(tenant, model, version, folder, where="batch")
         # The tenant's policy and the operator decide whether a code-bearing model runs
         # at all; the actors then load it as serving would (see batch.scorer).
         classification = services.runtime.inspect(tenant, model, folder)

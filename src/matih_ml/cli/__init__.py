@@ -3,8 +3,8 @@ table, or JSON with ``--json``.
 
 Tenant-facing groups (``models``, ``runs``, ``policy``, ``approvals``, ``events``,
 ``webhooks``, ``jobs``, ``batch``) call a server with a URL and a key (:mod:`.target`); operator
-commands (``serve``, ``db``, ``gc``, ``tenants``, ``keys``, ``dispatcher``, ``jobs work``,
-``events replay``) work on the server's own stores.
+commands (``serve``, ``db``, ``gc``, ``tenants``, ``keys``, ``signing-keys``, ``dispatcher``,
+``jobs work``, ``events replay``) work on the server's own stores.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from matih_ml.cli.ops import db_app, gc
 from matih_ml.cli.policy import policy_app
 from matih_ml.cli.runs import runs_app
 from matih_ml.cli.server import demo, dispatcher, serve, serve_models
+from matih_ml.cli.signing import signing_app
 from matih_ml.cli.tenants import tenants_app
 from matih_ml.cli.webhooks import webhooks_app
 
@@ -33,6 +34,7 @@ app.command("serve-models")(serve_models)
 app.command("demo")(demo)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(signing_app, name="signing-keys")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")

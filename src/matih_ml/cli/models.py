@@ -200,6 +200,23 @@ def models_history(model_id: str, as_json: JsonOpt = False, *, target: Target) -
     )
 
 
+@models_app.command("verify")
+@handles_errors
+@targeted
+def models_verify(model_id: str, version: str, as_json: JsonOpt = False, *, target: Target) -> None:
+    """Check a version's stored files against its signature (exit 1 when not promotable)."""
+    with target.doors() as ml:
+        found = ml.models.verify(model_id, version)
+    emit(
+        found,
+        ("model", "version", "status", "reason", "key_id", "files", "promotable"),
+        as_json,
+        "Verification",
+    )
+    if not found.promotable:
+        raise typer.Exit(1)
+
+
 @models_app.command("download")
 @handles_errors
 @targeted

@@ -25,6 +25,7 @@ from matih_ml.contracts.schemas import (
     ModelRead,
     Page,
     UploadMetadata,
+    VerificationRead,
     VersionCreate,
     VersionRead,
     VersionRegistered,
@@ -169,6 +170,10 @@ class ModelsClient(ModelsWalk, SubClient):
     def read_file(self, model_id: str, version: str | int, path: str) -> bytes:
         url = f"{_version_path(model_id, version)}/files/{subpath(path)}"
         return self._t.request("GET", url).content
+
+    def verify(self, model_id: str, version: str | int) -> VerificationRead:
+        url = f"{_version_path(model_id, version)}/verification"
+        return self._t.call(VerificationRead, "GET", url)
 
     def bom(self, model_id: str, version: str | int) -> dict[str, Any]:
         url = f"{_version_path(model_id, version)}/bom"

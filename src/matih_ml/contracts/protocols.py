@@ -73,6 +73,7 @@ from matih_ml.contracts.schemas import (
     RunRead,
     ServingConfigRead,
     TrafficSummaryRead,
+    VerificationRead,
     VersionRead,
     VersionRegistered,
     VersionWithCard,
@@ -255,6 +256,11 @@ class RegistryContract(Protocol):
 
     def read_file(self, model_id: str, version: str | int, path: str) -> bytes:
         """The bytes of one of the version's files."""
+        ...
+
+    def verify(self, model_id: str, version: str | int) -> VerificationRead:
+        """Check the version's stored files against its signature (a report: nothing is
+        refused or published; docs/provenance.md)."""
         ...
 
     def bom(self, model_id: str, version: str | int) -> dict[str, Any]:

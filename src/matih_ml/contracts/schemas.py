@@ -617,3 +617,25 @@ class BatchJobRead(JobRead):
     version: str | None = Field(
         description="The model version the job resolved when it started, and scored with"
     )
+
+
+class VerificationRead(BaseModel):
+    """What checking a version's stored files against its signature found
+    (``GET .../versions/{v}/verification``; docs/provenance.md)."""
+
+    model: str
+    version: str
+    status: Literal["verified", "failed", "unsigned"] = Field(
+        description="verified: the files match the signature; failed: they do not (or the "
+        "signature cannot be checked); unsigned: registered before signing"
+    )
+    reason: str = Field(description="Why it failed, or why it is unsigned; empty when verified")
+    key_id: str | None = Field(default=None, description="The key that signed it")
+    signature_digest: str | None = Field(
+        default=None, description="sha256 of the signature file, as recorded on the version"
+    )
+    files: list[str] = Field(default=[], description="The files that differ, when known")
+    promotable: bool = Field(
+        description="Whether the gates let it move up: verified, or unsigned while "
+        "MATIH_UNSIGNED_VERSIONS=allow"
+    )

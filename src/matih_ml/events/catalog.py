@@ -41,6 +41,7 @@ class EventType(StrEnum):
     APPROVAL_REJECTED = "APPROVAL_REJECTED"
     BATCH_INFERENCE_STARTED = "BATCH_INFERENCE_STARTED"
     BATCH_INFERENCE_COMPLETED = "BATCH_INFERENCE_COMPLETED"
+    MODEL_INTEGRITY_FAILED = "MODEL_INTEGRITY_FAILED"
 
 
 class _Data(BaseModel):
@@ -190,6 +191,19 @@ class BatchCompleted(_Data):
     seconds: float
 
 
+class IntegrityFailed(_Data):
+    """A version's files no longer match its signature (or its signature cannot be
+    checked): it was refused where it was checked, once per episode."""
+
+    model: str
+    version: str
+    reason: str
+    where: Literal["promotion", "serving", "batch"]
+    key_id: str | None = None
+    signature_digest: str | None = None
+    files: list[str] = Field(default=[], description="The files that differ, when known")
+
+
 DATA: dict[EventType, type[_Data]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -205,6 +219,7 @@ DATA: dict[EventType, type[_Data]] = {
     EventType.APPROVAL_REJECTED: ApprovalDecided,
     EventType.BATCH_INFERENCE_STARTED: BatchStarted,
     EventType.BATCH_INFERENCE_COMPLETED: BatchCompleted,
+    EventType.MODEL_INTEGRITY_FAILED: IntegrityFailed,
 }
 
 

@@ -17,6 +17,7 @@ from matih_ml.contracts.schemas import (
     ModelRead,
     Page,
     UploadMetadata,
+    VerificationRead,
     VersionCreate,
     VersionRead,
     VersionRegistered,
@@ -205,6 +206,21 @@ class LocalModels(ModelsWalk, Door):
                 tenant, model_id, version, path, Path(tmp)
             )
             return local.read_bytes()
+
+    def verify(self, model_id: str, version: str | int) -> VerificationRead:
+        tenant = self._need(Permission.READ)
+        provenance = self._s.provenance
+        found = provenance.verify(tenant, model_id, str(version))
+        return VerificationRead(
+            model=found.model,
+            version=found.version,
+            status=found.status,
+            reason=found.reason,
+            key_id=found.key_id,
+            signature_digest=found.signature_digest,
+            files=found.files,
+            promotable=found.ok or (found.status == "unsigned" and provenance.allow_unsigned),
+        )
 
     def bom(self, model_id: str, version: str | int) -> dict[str, Any]:
         tenant = self._need(Permission.READ)

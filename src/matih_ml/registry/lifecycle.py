@@ -40,6 +40,7 @@ from matih_ml.registry.metadata import (
 )
 from matih_ml.registry.policy import Policy, PolicyStore
 from matih_ml.registry.projection import StageProjector, request_projection
+from matih_ml.registry.provenance import Provenance
 from matih_ml.registry.reviews import ReviewService
 from matih_ml.registry.service import RegistryService
 from matih_ml.registry.stages import allowed_targets, parse_stage
@@ -70,6 +71,9 @@ class LifecycleService(LifecycleReads):
         registry: The MLflow-side registry (versions, metrics).
         db: The service database (locks, stages, history, approvals, evidence).
         projector: Shows the stages on MLflow after each move commits.
+        landing_stage: Where every new version lands (``MATIH_REGISTER_STAGE``).
+        provenance: Checks a version's signature before a move into staging or
+            production (:mod:`matih_ml.registry.provenance`).
     """
 
     def __init__(
@@ -79,8 +83,11 @@ class LifecycleService(LifecycleReads):
         projector: StageProjector,
         *,
         landing_stage: str = "development",
+        provenance: Provenance | None = None,
     ) -> None:
         self._registry = registry
+        # Checks a version's files against its signature before it moves up (None: no check).
+        self._provenance = provenance
         # Where every new version lands (MATIH_REGISTER_STAGE), whichever door registered it.
         self.landing_stage = landing_stage
         self._db = db
@@ -129,6 +136,11 @@ class LifecycleService(LifecycleReads):
                 "A forced move needs a written reason.", details={"field": "reason"}
             )
         self._registry.get_version(tenant_id, name, number)  # 404s before any lock
+        if self._provenance is not None and target in (Stage.STAGING, Stage.PRODUCTION):
+            # Before any gate loads it, outside the lock (it downloads the files), and
+            # not even a forced move skips it: a version whose files changed since they
+            # were signed never moves up.
+            self._provenance.require_promotable(tenant_id, name, number)
         # Loading and scoring the model happens here, outside the lock.
         early = self._staging_check(tenant_id, name, number, target)
         gate_failure: GateResult | None = None
@@ -224,7 +236,10 @@ class LifecycleService(LifecycleReads):
         name = validation.model_name(model_id)
         validate_tenant_id(tenant_id)
         # The intent is written before the lock: on SQLite the lock is the database's
-        # write lock, which a second transaction inside it would wait on forever.
+        # write lock, which a second transaction inside it would wait on forever. The
+        # tenant's signing key, made on first need, likewise.
+        if self._provenance is not None:
+            self._provenance.keys.ensure(tenant_id)
         with self._events.pending(
             tenant_id, EventType.MODEL_REGISTERED, name, {"model": name}
         ) as p:

@@ -49,6 +49,10 @@ TAG_TENANT = "matih.tenant_id"
 # its ONNX twin's check (JSON), set at registration (matih_ml.registry.onnx_twin).
 TAG_SERVING_RUNTIME = "matih.serving_runtime"
 TAG_ONNX_TWIN = "matih.onnx_twin"
+# A signed version (docs/provenance.md): "sha256:<hex>" of its signature file, and the
+# id of the key that signed it.
+TAG_SIGNATURE_DIGEST = "matih.signature.digest"
+TAG_SIGNATURE_KEY_ID = "matih.signature.key_id"
 # Set on a version while its files are being written, removed once they are all there:
 # a version that still carries it is half-registered (its writer died), and is never
 # shown; start-up and `matih-ml gc` delete it.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,22 @@ class Registrar:
         tenants: The tenant directory.
         runtime: Checks the model's files and loads it (in process or sandboxed) for
             its profile and type.
+        sign: Signs a version's finished folder with the tenant's key (writing its
+            signature into it) and answers the tags that record it; None signs nothing.
     """
 
     def __init__(
-        self, client: MlflowClient, tenants: TenantDirectory, runtime: ModelRuntime
+        self,
+        client: MlflowClient,
+        tenants: TenantDirectory,
+        runtime: ModelRuntime,
+        *,
+        sign: Callable[[str, Path], dict[str, str]] | None = None,
     ) -> None:
         self._client = client
         self._tenants = tenants
         self._runtime = runtime
+        self._sign = sign
 
     def _get_registered(self, name: str) -> RegisteredModel:
         with translated(f"Model {name!r}"):
@@ -433,9 +442,14 @@ class Registrar:
             (local_model / "model_card.md").write_text(card)
             if not (local_model / "requirements.txt").exists():
                 (local_model / "requirements.txt").write_text("\n".join(requirements) + "\n")
+            # Signed last, once every file of the folder is in place: what is uploaded
+            # is what was signed.
+            signature = self._sign(tenant, local_model) if self._sign is not None else {}
             with translated(f"artifacts of {name!r} v{mv.version}"):
                 get_artifact_repository(uri).log_artifacts(str(local_model))
                 self._client.set_model_version_tag(name, mv.version, TAG_ARTIFACT_URI, uri)
+                for key, value in signature.items():
+                    self._client.set_model_version_tag(name, mv.version, key, value)
                 self._client.set_model_version_tag(name, mv.version, TAG_SERVING_RUNTIME, runtime)
                 if twin is not None:
                     self._client.set_model_version_tag(

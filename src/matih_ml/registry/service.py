@@ -4,6 +4,7 @@ the API call. Registration itself is in :mod:`matih_ml.registry.registration`.""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,14 @@ class RegistryService:
         tenants: TenantDirectory,
         events: EventLog,
         runtime: ModelRuntime,
+        *,
+        sign: Callable[[str, Path], dict[str, str]] | None = None,
     ) -> None:
         self._backend = backend
         self._client = backend.client
         self._tenants = tenants
         self._runtime = runtime
-        self._registrar = Registrar(self._client, tenants, runtime)
+        self._registrar = Registrar(self._client, tenants, runtime, sign=sign)
         self._lister = ModelLister(self._client, tenants)
         self.events = events
 
@@ -287,6 +290,17 @@ class RegistryService:
             with translated(f"artifacts of {name!r} v{number}"):
                 get_artifact_repository(uri).download_artifacts("", str(dest))
         return dest
+
+    def version_tags(self, tenant_id: str, model_id: str, version: str | int) -> dict[str, str]:
+        """All of a version's tags, the service's own (``matih.*``) included.
+
+        Raises:
+            NotFoundError: If the model or the version does not exist in this tenant.
+        """
+        name = validation.model_name(model_id)
+        number = validation.version(version)
+        with self._tenants.scope(tenant_id):
+            return dict(self._get_version(name, number).tags or {})
 
     def list_version_files(
         self, tenant_id: str, model_id: str, version: str | int, path: str | None = None

@@ -29,6 +29,8 @@ class ModelCache:
         download: Copies a version's files into a folder.
         runtime: Loads a version (in process, or in the tenant's sandbox, which sees
             ``root/<tenant>``).
+        verify: Checks a version's downloaded files against its signature before they
+            are loaded, raising to refuse them (None: no check).
     """
 
     def __init__(
@@ -37,11 +39,14 @@ class ModelCache:
         root: Path,
         download: Callable[[str, str, str, Path], Path],
         runtime: ModelRuntime,
+        *,
+        verify: Callable[[str, str, str, Path], object] | None = None,
     ) -> None:
         self.size = size
         self._root = root
         self._download = download
         self._runtime = runtime
+        self._verify = verify
         self._lock = threading.Lock()
         self._models: OrderedDict[Key, LoadedModel] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
@@ -59,7 +64,9 @@ class ModelCache:
             with self._lock:
                 found = self._models.get(key)
             if found is None:
-                found = LoadedModel.load(tenant_id, model, version, self._files(key), self._runtime)
+                files = self._files(key)
+                self._check(key, files)
+                found = LoadedModel.load(tenant_id, model, version, files, self._runtime)
                 with self._lock:
                     self.loads += 1
                     self._models[key] = found
@@ -82,6 +89,19 @@ class ModelCache:
         """What is loaded, least recently used first."""
         with self._lock:
             return list(self._models)
+
+    def _check(self, key: Key, files: Path) -> None:
+        """Verify the files once per load (not per request); refused files are removed,
+        so that the next load downloads them again instead of trusting this copy."""
+        if self._verify is None:
+            return
+        try:
+            self._verify(*key, files)
+        except BaseException:
+            shutil.rmtree(files, ignore_errors=True)
+            with self._lock:
+                self._loading.pop(key, None)
+            raise
 
     def _files(self, key: Key) -> Path:
         folder = self._root.joinpath(*key)

@@ -104,6 +104,7 @@ class PredictionService:
             s.data_dir.resolve() / "serving",
             self._registry.download_version,
             services.runtime,
+            verify=services.provenance.require_loadable,
         )
         services.events.subscribe(self.resolver.invalidate)
         self.traffic = TrafficStore(services.db, s.serving_check_s)
