@@ -359,3 +359,58 @@ def metric_columns(
             )
         rows.append((keys[i], v, t, s))
     return rows
+
+
+# A dataset's digest: an algorithm, then the hex of its length ("md5:3f2a..."). A bare
+# hex string of one of these lengths is read as that algorithm's (DVC writes bare md5s).
+DIGEST_HEX_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+_HEX_RE = re.compile(r"^[0-9a-f]+\Z")
+_URI_MAX = 1000
+
+
+def digest(value: Any, what: str = "digest") -> str:
+    """Check a dataset's digest and answer it as ``algorithm:hex``, lowercase.
+
+    Raises:
+        ValidationError: Not ``md5|sha1|sha256|sha512:<hex of its length>`` nor bare hex
+            of one of those lengths; names ``what``.
+    """
+    text = _require_str(value, what).strip().lower()
+    algo, _, hexes = text.rpartition(":")
+    if not algo:
+        by_length = {n: a for a, n in DIGEST_HEX_LENGTHS.items()}
+        algo = by_length.get(len(hexes), "")
+    if DIGEST_HEX_LENGTHS.get(algo) != len(hexes) or not _HEX_RE.match(hexes):
+        raise ValidationError(
+            f"{what} {str(value)[:80]!r} is not a digest: give md5:, sha1:, sha256: or "
+            "sha512: and the hex digits of its length (32, 40, 64 or 128).",
+            details={"field": what},
+        )
+    return f"{algo}:{hexes}"
+
+
+def dataset_uri(value: Any, what: str = "uri") -> str:
+    """Check a dataset's URI or path: 1 to 1000 characters, no control characters."""
+    text = _require_str(value, what).strip()
+    if not text or len(text) > _URI_MAX or _CONTROL_RE.search(text):
+        raise ValidationError(
+            f"{what} must be 1 to {_URI_MAX} characters without control characters.",
+            details={"field": what},
+        )
+    return text
+
+
+def dataset_ref(value: Any, what: str = "dataset") -> tuple[str, str]:
+    """Read a lineage query's ``dataset``: ``("digest", "algo:hex")`` or ``("uri", uri)``.
+
+    A value with ``://``, or with no ``:`` and not bare hex of a digest's length, is a URI
+    or a path; anything else must be a well-formed digest.
+
+    Raises:
+        ValidationError: A malformed digest, or an empty or over-long URI.
+    """
+    text = _require_str(value, what).strip()
+    bare_hex = len(text) in DIGEST_HEX_LENGTHS.values() and bool(_HEX_RE.match(text.lower()))
+    if "://" in text or (":" not in text and not bare_hex):
+        return "uri", dataset_uri(text, what)
+    return "digest", digest(text, what)

@@ -15,6 +15,8 @@ BATCH_JOB = {
     "input": {"path": "in.parquet"},
     "output": {"path": "out.parquet"},
 }
+# A's run read this dataset: another tenant's lineage query by it finds nothing.
+LINEAGE_INPUT = {"name": "prepared", "digest": "md5:" + "ab" * 16, "uri": "s3://a/prepared.csv"}
 # (method, path, body). {run}, {exp}, {key} are A's. Paths are the templates' order.
 CALLS = [
     ("GET", "/api/v1/models", None),
@@ -42,6 +44,9 @@ CALLS = [
     ("GET", "/api/v1/runs/{run}/artifacts", None),
     ("PUT", "/api/v1/runs/{run}/artifacts/model/MLmodel", b"overwritten"),
     ("GET", "/api/v1/runs/{run}/artifacts/model/MLmodel", None),
+    ("POST", "/api/v1/runs/{run}/inputs", {"datasets": [LINEAGE_INPUT]}),
+    ("GET", f"/api/v1/lineage?dataset={LINEAGE_INPUT['digest']}", None),
+    ("GET", f"/api/v1/lineage?dataset={LINEAGE_INPUT['uri']}", None),
     ("GET", "/api/v1/keys", None),
     ("DELETE", "/api/v1/keys/{key}", None),
     ("GET", "/api/v1/models/churn/history", None),
@@ -138,6 +143,7 @@ def a_state(acme, saved_sklearn_model):
     md = register(acme.editor, saved_sklearn_model)
     run_id = run_with_model(acme.editor, saved_sklearn_model)
     run = ok(acme.viewer.get(f"/api/v1/runs/{run_id}"))
+    ok(acme.editor.post(f"/api/v1/runs/{run_id}/inputs", json={"datasets": [LINEAGE_INPUT]}))
     key = ok(acme.admin.get("/api/v1/keys"))["items"][0]["key_id"]
     ok(acme.editor.put("/api/v1/models/churn/stage", json={"version": "1", "stage": "staging"}))
     appr = ok(acme.editor.post("/api/v1/models/churn/versions/1/approvals", json={}), 201)["id"]
@@ -183,6 +189,7 @@ def _snapshot(acme, run_id: str, a_job: str, a_batch_job: str) -> dict:
         "job_logs": ok(acme.viewer.get(f"/api/v1/training-jobs/{a_job}/logs")),
         "batch_jobs": ok(acme.viewer.get("/api/v1/batch-jobs")),
         "batch_job_logs": ok(acme.viewer.get(f"/api/v1/batch-jobs/{a_batch_job}/logs")),
+        "lineage": ok(acme.viewer.get("/api/v1/lineage", params={"dataset": LINEAGE_INPUT["uri"]})),
     }
 
 
@@ -210,7 +217,7 @@ def test_another_tenants_key_gets_404_or_nothing(acme, globex, a_state, method, 
     response = globex.admin.request(method, url, **kwargs)
     if response.status_code == 200:
         data = response.json()
-        items = data["items"] if isinstance(data, dict) else data
+        items = data.get("items", data.get("runs")) if isinstance(data, dict) else data
         # Globex's own list holds only globex's keys; nothing else of anyone.
         assert all(i.get("tenant_id", globex.tenant_id) == globex.tenant_id for i in items)
         if "keys" not in url:

@@ -17,6 +17,13 @@ OPERATIONS = [
     ("GET", "/api/v1/runs/{run}", None, "read"),
     ("POST", "/api/v1/runs", {"experiment_name": "x"}, "write"),
     ("POST", "/api/v1/runs/{run}/log-batch", {"metrics": [{"key": "a", "value": 1}]}, "write"),
+    ("GET", "/api/v1/lineage?dataset=md5:" + "ab" * 16, None, "read"),
+    (
+        "POST",
+        "/api/v1/runs/{run}/inputs",
+        {"datasets": [{"name": "d", "digest": "md5:" + "ab" * 16, "uri": "s3://b/d"}]},
+        "write",
+    ),
     ("POST", "/api/v1/models", {"name": "other", "run_id": "{run}"}, "write"),
     ("POST", "/api/v1/models/churn/versions", {"run_id": "{run}"}, "write"),
     ("PUT", "/api/v1/models/churn/stage", {"version": "1", "stage": "staging"}, "write"),

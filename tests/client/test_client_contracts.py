@@ -75,6 +75,8 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/v1/runs/{run_id}/artifacts"): ("runs.list_artifacts",),
     ("PUT", "/api/v1/runs/{run_id}/artifacts/{path}"): ("runs.upload_artifact",),
     ("GET", "/api/v1/runs/{run_id}/artifacts/{path}"): ("runs.read_artifact",),
+    ("POST", "/api/v1/runs/{run_id}/inputs"): ("runs.log_inputs",),
+    ("GET", "/api/v1/lineage"): ("runs.lineage",),
     ("GET", "/api/v1/events"): ("events.feed",),
     ("GET", "/api/v1/events/schemas"): ("events.schemas",),
     ("POST", "/api/v1/training-jobs"): ("jobs.submit",),

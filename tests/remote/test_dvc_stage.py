@@ -1,7 +1,9 @@
 """docs/dvc.md's pipeline with real DVC (from PyPI) against `matih-ml serve`: a training
 stage logs a run through the SDK, the documented `register_model` stage registers it
 into staging; `dvc repro` twice gives one version, and the second changes nothing
-(issue 19, "Done when")."""
+(issue 19, "Done when"). The registration records the data stage's output hash from
+dvc.lock on the run, and the lineage query by that hash answers the run and the
+version, for the tenant only (issue 22, "Done when")."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import yaml
 
 from remote.served import (
     TENANT_A,
+    TENANT_B,
     Served,
     client_env,
     files_in,
@@ -37,7 +40,8 @@ REGISTER = "matih-ml models register --run-id-file data/models/run_id.json --sta
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("dvc-server")
-    with serve("embedded", tmp, {"editor": (TENANT_A, "editor", "ana")}) as s:
+    keys = {"editor": (TENANT_A, "editor", "ana"), "b_viewer": (TENANT_B, "viewer", "gus")}
+    with serve("embedded", tmp, keys) as s:
         yield s
 
 
@@ -63,13 +67,26 @@ def _versions(served: Served, model: str) -> list[tuple[str, str]]:
     return [(v["version"], v["stage"]) for v in answer.json()["items"]]
 
 
+def _lineage(served: Served, key: str, dataset: str) -> dict:
+    answer = httpx.get(
+        f"{served.url}/api/v1/lineage",
+        params={"dataset": dataset},
+        headers={"Authorization": f"Bearer {served.keys[key]}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def test_the_documented_stage_is_the_last_and_registers_into_staging() -> None:
     stages = yaml.safe_load(PIPELINE)["stages"]
-    assert list(stages)[-1] == "register_model"
+    assert list(stages) == ["prepare", "train", "register_model"]
     assert stages["register_model"] == {
         "cmd": REGISTER,
         "deps": ["data/models/run_id.json"],
     }
+    assert stages["prepare"]["outs"] == ["data/prepared.csv"]
+    assert "data/prepared.csv" in stages["train"]["deps"]
     assert stages["train"]["outs"] == ["data/models/run_id.json"]
 
 
@@ -80,6 +97,7 @@ def test_dvc_repro_twice_registers_one_version_in_staging(served: Served, tmp_pa
     _run(repo, env, "dvc", "init", "-q")
     # DVC keeps a per-repository cache under /var/tmp by default; this one's stays here.
     _run(repo, env, "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "site"))
+    shutil.copy(HERE / "prepare_stage.py", repo / "prepare.py")
     shutil.copy(HERE / "train_stage.py", repo / "train.py")
     (repo / "dvc.yaml").write_text(PIPELINE)
     before = set(files_in(repo))
@@ -89,6 +107,39 @@ def test_dvc_repro_twice_registers_one_version_in_staging(served: Served, tmp_pa
     assert "Registered: churn version 1 (staging)." in first
     run_id = json.loads((repo / "data/models/run_id.json").read_text())["run_id"]
     assert _versions(served, "churn") == [("1", "staging")]
+
+    # The registration recorded the data stage's output from dvc.lock on the run: the
+    # lineage query by its md5 answers the run and the version; another tenant, nothing.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    [prepared] = lock["prepare"]["outs"]
+    md5 = prepared["md5"]
+    assert "Recorded 1 data input(s) from dvc.lock." in first
+    found = _lineage(served, "editor", md5)
+    assert found["dataset"] == f"md5:{md5}"
+    assert [
+        (
+            r["run_id"],
+            r["datasets"],
+            [(v["model_id"], v["version"], v["stage"]) for v in r["versions"]],
+        )
+        for r in found["runs"]
+    ] == [
+        (
+            run_id,
+            [
+                {
+                    "name": "data/prepared.csv",
+                    "digest": f"md5:{md5}",
+                    "uri": "data/prepared.csv",
+                    "source_type": "dvc",
+                }
+            ],
+            [("churn", "1", "staging")],
+        )
+    ]
+    assert _lineage(served, "editor", "data/prepared.csv")["runs"][0]["run_id"] == run_id
+    assert _lineage(served, "b_viewer", f"md5:{md5}")["runs"] == []
+    assert _lineage(served, "b_viewer", "data/prepared.csv")["runs"] == []
 
     second = _output(_run(repo, env, "dvc", "repro"))
     assert "Stage 'train' didn't change, skipping" in second
@@ -107,13 +158,15 @@ def test_dvc_repro_twice_registers_one_version_in_staging(served: Served, tmp_pa
         assert again.stderr.strip() == "Already registered: churn version 1 (staging)."
     assert _versions(served, "churn") == [("1", "staging")]
 
-    # Only the run id file (and DVC's .gitignore and lock for it) is new besides git's and
-    # DVC's own folders: no mlruns/, no .matih/.
+    # Only the stages' outputs (and DVC's .gitignores and lock for them) are new besides
+    # git's and DVC's own folders: no mlruns/, no .matih/.
     ours = sorted(f for f in set(files_in(repo)) - before if not f.startswith((".git/", ".dvc/")))
     assert ours == [
         "data",
+        "data/.gitignore",
         "data/models",
         "data/models/.gitignore",
         "data/models/run_id.json",
+        "data/prepared.csv",
         "dvc.lock",
     ]

@@ -1,6 +1,7 @@
 """A pipeline's training stage: log a run with the SDK against a matih-ml server (only
 ``MATIH_URL`` and ``MATIH_API_KEY``), with a small sklearn model under ``model/``, and
-write the run id file the registration stage reads.
+write the run id file the registration stage reads. It trains on ``data/prepared.csv``
+(the data stage's output) when there is one.
 
     python train_stage.py [RUN_ID_FILE [MODEL_NAME]]
 
@@ -26,9 +27,14 @@ from matih_ml.tracking.tracker import ExperimentTracker, RunConfig
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "data/models/run_id.json")
     model_name = sys.argv[2] if len(sys.argv) > 2 else "churn"
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(100, 4))
-    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    prepared = Path("data/prepared.csv")
+    if prepared.exists():  # the data stage's output (prepare_stage.py)
+        table = np.loadtxt(prepared, delimiter=",")
+        x, y = table[:, :-1], table[:, -1].astype(int)
+    else:
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(100, 4))
+        y = (x[:, 0] + x[:, 1] > 0).astype(int)
     model = LogisticRegression().fit(x, y)
     with MatihClient() as ml:
         tenant = ml.whoami().tenant_id

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from matih_ml.cli.dvc_inputs import lock_in_pipeline, locked_outputs
 from matih_ml.cli.output import JsonOpt, emit, handles_errors, plain, stderr
 from matih_ml.cli.target import Target, targeted
 from matih_ml.errors import ValidationError
@@ -100,12 +101,21 @@ def models_register(
         str | None,
         typer.Option(help="Move a new (or still development) version here, through the gates."),
     ] = None,
+    dvc_lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--dvc-lock",
+            help="Record the outputs this dvc.lock holds as the run's data inputs first "
+            "(inside `dvc repro`, the pipeline's own lock is read without this option).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     *,
     target: Target,
 ) -> None:
     """Register a run's model. Safe to re-run: the same run answers the same version,
-    says it existed, and exits 0."""
+    says it existed, and exits 0. In a DVC pipeline, the data hashes of its dvc.lock are
+    recorded on the run first (the lineage query finds the run and version by them)."""
     spec: dict[str, Any] = _run_id_file(run_id_file) if run_id_file else {}
     run = run_id or spec.get("run_id")
     model = name or spec.get("model_name")
@@ -116,6 +126,13 @@ def models_register(
         raise ValidationError("--run-id and --run-id-file name different runs; give one.")
     if stage is not None and stage not in _LANDINGS:
         raise ValidationError(f"--stage must be one of {', '.join(_LANDINGS)}; got {stage!r}.")
+    lock = dvc_lock or lock_in_pipeline()
+    datasets = locked_outputs(lock, leave_out=run_id_file) if lock is not None else []
+    if lock is not None and datasets:
+        with target.doors() as ml:
+            ml.runs.log_inputs(run, datasets)
+        if not as_json:
+            stderr.print(f"Recorded {len(datasets)} data input(s) from {lock.name}.")
     result = _register(target, model, run, path, stage)
     if not as_json:
         verb = "Registered" if result["created"] else "Already registered"

@@ -21,8 +21,10 @@ from matih_ml.contracts.protocols import (
 from matih_ml.contracts.schemas import (
     ArtifactRead,
     ComparisonRow,
+    DatasetIn,
     DownsampledRead,
     ExperimentRead,
+    LineageRead,
     LogBatch,
     LogBatchResult,
     MetricIn,
@@ -30,6 +32,8 @@ from matih_ml.contracts.schemas import (
     Page,
     RunCreate,
     RunEnd,
+    RunInputsIn,
+    RunInputsRead,
     RunRead,
 )
 from matih_ml.contracts.walk import ExperimentsWalk, RunsWalk
@@ -184,6 +188,16 @@ class RunsClient(RunsWalk, SubClient):
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         return self._t.request("GET", f"{_RUNS}/{seg(run_id)}/artifacts/{subpath(path)}").content
+
+    def log_inputs(
+        self, run_id: str, datasets: Sequence[DatasetIn | Mapping[str, Any]]
+    ) -> RunInputsRead:
+        items = [d.model_dump() if isinstance(d, BaseModel) else dict(d) for d in datasets]
+        sent = body(RunInputsIn, datasets=items)
+        return self._t.call(RunInputsRead, "POST", f"{_RUNS}/{seg(run_id)}/inputs", json=sent)
+
+    def lineage(self, dataset: str) -> LineageRead:
+        return self._t.call(LineageRead, "GET", f"{API}/lineage", params=query(dataset=dataset))
 
 
 def _history_path(run_id: str, key: str) -> str:

@@ -47,6 +47,7 @@ from matih_ml.contracts.schemas import (
     ArtifactRead,
     BatchJobRead,
     ComparisonRow,
+    DatasetIn,
     DeliveryRead,
     DownsampledRead,
     EvaluationRead,
@@ -59,6 +60,7 @@ from matih_ml.contracts.schemas import (
     JobRead,
     KeyCreated,
     KeyRead,
+    LineageRead,
     LogBatchResult,
     LogPage,
     MetricIn,
@@ -70,6 +72,7 @@ from matih_ml.contracts.schemas import (
     PolicyRead,
     PredictionRead,
     ProductionAt,
+    RunInputsRead,
     RunRead,
     ServingConfigRead,
     TrafficSummaryRead,
@@ -510,6 +513,29 @@ class RunsContract(Protocol):
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         """The bytes of one of the run's artifact files."""
+        ...
+
+    def log_inputs(
+        self, run_id: str, datasets: Sequence[DatasetIn | Mapping[str, Any]]
+    ) -> RunInputsRead:
+        """Record the datasets a run read (``POST /api/v1/runs/{run_id}/inputs``): MLflow
+        dataset inputs on the run, and the tenant's lineage index. Recording one again
+        changes nothing.
+
+        Args:
+            run_id: The run.
+            datasets: 1 to 1000 of ``DatasetIn`` or ``{"name", "digest", "uri",
+                "source_type"}``; a digest is ``md5:``, ``sha1:``, ``sha256:`` or
+                ``sha512:`` and its hex (bare hex is read by its length).
+
+        Returns:
+            Every input the run has.
+        """
+        ...
+
+    def lineage(self, dataset: str) -> LineageRead:
+        """Which runs read a dataset (by digest or URI), which versions were registered
+        from them, and when those served production (``GET /api/v1/lineage``)."""
         ...
 
 

@@ -257,6 +257,69 @@ class LogBatchResult(BaseModel):
     metrics_written: int
 
 
+class DatasetIn(BaseModel):
+    """A dataset a run read: a file, a table or a DVC output, by URI and digest."""
+
+    model_config = _Strict
+    name: str = Field(min_length=1, max_length=500, description="What the run calls it")
+    digest: str = Field(
+        min_length=1,
+        max_length=160,
+        description="md5:, sha1:, sha256: or sha512: and the hex (bare hex: by its length)",
+    )
+    uri: str = Field(min_length=1, max_length=1000, description="Where it is: a URI or a path")
+    source_type: str = Field(
+        default="uri",
+        pattern=r"^[a-z][a-z0-9_-]{0,35}$",
+        description="What kind of source: dvc, uri, s3, table...",
+    )
+
+
+class RunInputsIn(BaseModel):
+    model_config = _Strict
+    datasets: list[DatasetIn] = Field(min_length=1, max_length=1000)
+
+
+class DatasetRead(BaseModel):
+    name: str
+    digest: str
+    uri: str
+    source_type: str
+
+
+class RunInputsRead(BaseModel):
+    run_id: str
+    datasets: list[DatasetRead]
+
+
+class ProductionSpell(BaseModel):
+    since: datetime
+    until: datetime | None = Field(description="None: it serves production now")
+
+
+class LineageVersion(BaseModel):
+    model_id: str
+    version: str
+    stage: str
+    production: list[ProductionSpell] = Field(
+        description="When it served production, from the stage history, oldest first"
+    )
+
+
+class LineageRun(BaseModel):
+    run_id: str
+    run_name: str | None
+    experiment_id: str
+    datasets: list[DatasetRead] = Field(description="The run's inputs that matched")
+    versions: list[LineageVersion]
+
+
+class LineageRead(BaseModel):
+    dataset: str = Field(description="The query, as matched: algo:hex, or the URI")
+    matched_by: Literal["digest", "uri"]
+    runs: list[LineageRun]
+
+
 class RunEnd(BaseModel):
     model_config = _Strict
     status: str = Field(default="FINISHED", pattern="^(FINISHED|FAILED|KILLED)$")

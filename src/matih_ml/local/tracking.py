@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from mlflow.entities import Experiment, Run
 
@@ -29,18 +29,30 @@ from matih_ml.contracts.schemas import (
     ArtifactRead,
     BucketRead,
     ComparisonRow,
+    DatasetIn,
+    DatasetRead,
     DownsampledRead,
     ExperimentRead,
+    LineageRead,
+    LineageRun,
+    LineageVersion,
     LogBatchResult,
     MetricIn,
     MetricPointRead,
     Page,
+    ProductionSpell,
     RunCreate,
+    RunInputsRead,
     RunRead,
 )
 from matih_ml.contracts.walk import ExperimentsWalk, RunsWalk
 from matih_ml.local._base import Door, implements
+from matih_ml.registry.lineage import LineageService
+from matih_ml.tracking.inputs import DatasetRef, RunInputs
 from matih_ml.tracking.runs import MetricPoint
+
+if TYPE_CHECKING:
+    from matih_ml.services import Services
 
 __all__ = ["LocalExperiments", "LocalRuns", "experiment_read", "run_read"]
 
@@ -255,3 +267,54 @@ class LocalRuns(RunsWalk, Door):
         tenant = self._need(Permission.READ)
         with tempfile.TemporaryDirectory() as tmp:
             return self._s.runs.download_artifact(tenant, run_id, path, Path(tmp)).read_bytes()
+
+    def log_inputs(
+        self, run_id: str, datasets: Sequence[DatasetIn | Mapping[str, Any]]
+    ) -> RunInputsRead:
+        tenant = self._need(Permission.WRITE)
+        # The body's limits (lengths, source_type's pattern) hold in process too.
+        items = [
+            as_model(DatasetIn, d if isinstance(d, Mapping) else d.model_dump()) for d in datasets
+        ]
+        refs = [DatasetRef(d.name, d.digest, d.uri, d.source_type) for d in items]
+        recorded = _inputs(self._s).record(tenant, run_id, refs)
+        return RunInputsRead(run_id=run_id, datasets=[_dataset_read(d) for d in recorded])
+
+    def lineage(self, dataset: str) -> LineageRead:
+        tenant = self._need(Permission.READ)
+        found = LineageService(self._s.backend, self._s.tenants, self._s.db, _inputs(self._s))
+        answer = found.lineage(tenant, dataset)
+        return LineageRead(
+            dataset=answer.dataset,
+            matched_by=answer.matched_by,
+            runs=[
+                LineageRun(
+                    run_id=r.run_id,
+                    run_name=r.run_name,
+                    experiment_id=r.experiment_id,
+                    datasets=[_dataset_read(d) for d in r.datasets],
+                    versions=[
+                        LineageVersion(
+                            model_id=v.model_id,
+                            version=v.version,
+                            stage=v.stage,
+                            production=[
+                                ProductionSpell(since=p.since, until=p.until) for p in v.production
+                            ],
+                        )
+                        for v in r.versions
+                    ],
+                )
+                for r in answer.runs
+            ],
+        )
+
+
+def _inputs(services: Services) -> RunInputs:
+    # Stateless over the services' own stores (no I/O to build): made per call rather
+    # than added to the composition root while other work edits it.
+    return RunInputs(services.backend, services.tenants, services.db)
+
+
+def _dataset_read(d: DatasetRef) -> DatasetRead:
+    return DatasetRead(name=d.name, digest=d.digest, uri=d.uri, source_type=d.source_type)
