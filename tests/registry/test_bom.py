@@ -18,6 +18,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from matih_ml.errors import NotFoundError
 from matih_ml.registry.bom import BomFacts, bill_of_materials, build_bom, parse_requirements
 from matih_ml.tenancy import tenant_scope
+from matih_ml.tracking.inputs import DatasetRef, _mlflow_input
 
 VALIDATOR = JsonStrictValidator(SchemaVersion.V1_6)
 
@@ -144,9 +145,15 @@ def test_bom_names_datasets_feature_views_training_run_and_signature(
         exp = training.create_experiment(f"train-{tenant}")
         train_run = training.create_run(exp).info.run_id
         dataset = Dataset("churn.csv", "d41d8cd9", "local", '{"uri": "data/churn.csv"}')
+        # And one recorded as the lineage recorder records it: a sha256 is longer than
+        # MLflow's digest column, which keeps its first 36 characters.
+        table = DatasetRef("events", "sha256:" + "ab" * 32, "s3://lake/events").checked()
         training.log_inputs(
             train_run,
-            datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])],
+            datasets=[
+                DatasetInput(dataset, [InputTag("mlflow.data.context", "training")]),
+                _mlflow_input(table),
+            ],
         )
         training.set_terminated(train_run)
     tags = {
@@ -171,6 +178,7 @@ def test_bom_names_datasets_feature_views_training_run_and_signature(
     ds = data["dataset:churn.csv@d41d8cd9"]
     assert props(ds)["matih:dataset.source"] == '{"uri": "data/churn.csv"}'
     assert props(ds)["matih:dataset.context"] == "training"
+    assert f"dataset:events@sha256:{'ab' * 32}" in data  # the whole digest, not MLflow's cut
     view = data["feast:shop/customers@0123456789ab"]
     assert props(view)["matih:feast.features"] == "age,spend"
     refs = [d["ref"] for d in model["modelCard"]["modelParameters"]["datasets"]]

@@ -320,13 +320,23 @@ def _dataset_inputs(run: Run) -> list[DatasetInput]:
         out.append(
             DatasetInput(
                 name=d.name,
-                digest=d.digest,
+                digest=_whole_digest(d.digest, d.profile),
                 source_type=d.source_type or "",
                 source=d.source or "",
                 context=context or "",
             )
         )
     return out
+
+
+def _whole_digest(digest: str, profile: str | None) -> str:
+    """The dataset's whole digest: MLflow's column holds 36 characters, so the lineage
+    recorder keeps a longer one (sha256, sha512) whole in the profile (tracking.inputs)."""
+    try:
+        whole = json.loads(profile or "{}").get("digest")
+    except (ValueError, AttributeError):
+        whole = None
+    return whole if isinstance(whole, str) and whole.startswith(digest) else digest
 
 
 # ---------------------------------------------------------------------- the model
