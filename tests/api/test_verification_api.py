@@ -88,3 +88,29 @@ def test_the_verification_report_is_the_tenants_own(acme, globex, saved_sklearn_
     error(globex.admin.get(VERIFY), 404, "NOT_FOUND")
     error(acme.viewer.get("/api/v1/models/churn/versions/9/verification"), 404, "NOT_FOUND")
     error(acme.viewer.get("/api/v1/models/churn/versions/x/verification"), 422)
+
+
+def test_a_rollback_to_a_changed_version_is_refused(acme, services, saved_sklearn_model) -> None:
+    """A rollback moves the earlier version into production: its files are checked as a
+    promotion's are, and a changed one stays out (the current version keeps serving)."""
+    ok(acme.admin.put("/api/v1/policy", json={"production": {"require_approval": False}}))
+    for version in ("1", "2"):
+        register(acme.editor, saved_sklearn_model)
+        ok(acme.editor.put(STAGE, json={"version": version, "stage": "staging"}))
+        ok(acme.editor.put(STAGE, json={"version": version, "stage": "production"}))
+    stored = _stored_model_file(services, acme.tenant_id)  # version 1's
+    original = stored.read_bytes()
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    err = error(
+        acme.editor.post("/api/v1/models/churn/rollback", json={"reason": "v2 regressed"}),
+        409,
+        "MODEL_INTEGRITY_FAILED",
+    )
+    assert err["details"]["files"] == [stored.name] and err["details"]["where"] == "promotion"
+    assert ok(acme.viewer.get("/api/v1/models/churn"))["current_version"] == "2"
+    assert len(_integrity_events(acme.viewer)) == 1
+
+    stored.write_bytes(original)
+    rolled = ok(acme.editor.post("/api/v1/models/churn/rollback", json={"reason": "v2 regressed"}))
+    assert rolled["current_version"] == "1" and rolled["stage"] == "production"

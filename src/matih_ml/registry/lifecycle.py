@@ -344,26 +344,20 @@ class LifecycleService(LifecycleReads):
         name = validation.model_name(model_id)
         self._registry.require_model(tenant_id, name)
         live = {v.version for v in self._registry.list_versions(tenant_id, name)}
+        checked: str | None = None
+        if self._provenance is not None:
+            # A rollback moves a version into production: its files are checked against
+            # their signature as a promotion's are, before the lock (the check downloads).
+            with self._db.uow() as s:
+                _, checked = self._rollback_pair(s, tenant_id, name, live)
+            self._provenance.require_promotable(tenant_id, name, checked)
         with self._db.uow() as s:
             store.lock_model(s, tenant_id, name)
-            producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
-            if not producing:
-                raise ConflictError(f"Model {name!r} has no version in production to roll back.")
-            current = producing[0]
-            previous = next(
-                (
-                    str(row.version)
-                    for row in reversed(store.history(s, tenant_id, name))
-                    if row.to_stage == Stage.PRODUCTION.value
-                    and str(row.version) != current
-                    and str(row.version) in live
-                ),
-                None,
-            )
-            if previous is None:
+            current, previous = self._rollback_pair(s, tenant_id, name, live)
+            if checked is not None and previous != checked:
                 raise ConflictError(
-                    f"Model {name!r} has no earlier production version to roll back to.",
-                    details={"current": current},
+                    f"Model {name!r}'s production history changed during the rollback; try again.",
+                    details={"checked": checked, "now": previous},
                 )
             why = reason or f"rollback from v{current} to v{previous}"
             evidence = {"rollback": {"from": current, "to": previous}}
@@ -397,6 +391,36 @@ class LifecycleService(LifecycleReads):
             crash_point("promote.before_commit")
         self._project(tenant_id, name)
         return TransitionResult(self._registry.require_model(tenant_id, name), moves)
+
+    def _rollback_pair(
+        self, s: Session, tenant_id: str, name: str, live: set[str]
+    ) -> tuple[str, str]:
+        """The version in production and the one a rollback puts back.
+
+        Raises:
+            ConflictError: If nothing is in production, or no earlier production
+                version still exists.
+        """
+        producing = self._in_stage(s, tenant_id, name, Stage.PRODUCTION)
+        if not producing:
+            raise ConflictError(f"Model {name!r} has no version in production to roll back.")
+        current = producing[0]
+        previous = next(
+            (
+                str(row.version)
+                for row in reversed(store.history(s, tenant_id, name))
+                if row.to_stage == Stage.PRODUCTION.value
+                and str(row.version) != current
+                and str(row.version) in live
+            ),
+            None,
+        )
+        if previous is None:
+            raise ConflictError(
+                f"Model {name!r} has no earlier production version to roll back to.",
+                details={"current": current},
+            )
+        return current, previous
 
     def delete_version(
         self, tenant_id: str, model_id: str, version: str | int, *, actor: str = ""
