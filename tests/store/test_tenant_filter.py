@@ -29,6 +29,7 @@ from matih_ml.store.models import (
     VersionStageRow,
     WebhookRow,
 )
+from matih_ml.store.run_inputs import RunInputRow
 from matih_ml.store.signing_rows import IntegrityFailureRow, SigningKeyRow
 from matih_ml.store.tenant_filter import TenantScopeError
 from matih_ml.tenancy import tenant_scope
@@ -133,9 +134,10 @@ def test_every_table_with_a_tenant_column_is_tenant_owned() -> None:
     for mapper in Base.registry.mappers:
         has_tenant = "tenant_id" in mapper.columns
         assert has_tenant == issubclass(mapper.class_, TenantOwned), mapper.class_.__name__
-    # signing_rows' two tables are imported above, so that they count here too.
-    assert {SigningKeyRow, IntegrityFailureRow} <= set(_owned_models())
-    assert len(_owned_models()) == 21
+    # signing_rows' two tables and run_inputs' are imported above, so that they count
+    # here whichever other modules this process imported.
+    assert {SigningKeyRow, IntegrityFailureRow, RunInputRow} <= set(_owned_models())
+    assert len(_owned_models()) == 22
 
 
 @pytest.mark.parametrize("model", [*_owned_models(), TrainingJobLogRow], ids=lambda m: m.__name__)
