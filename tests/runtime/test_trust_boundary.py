@@ -275,12 +275,15 @@ def test_no_mlmodel_trick_reaches_another_tenants_model(deployment: Deployment, 
     )
     assert refused["details"]["field"] == "run_id"
 
-    # Files changed in storage after registration are checked again at load.
+    # Files changed in storage after registration are refused at load: the signature
+    # no longer matches (issue 22), before any path in them is followed. (An unsigned
+    # version's MLmodel is still checked for paths at every load: files.check_folder,
+    # tests/runtime/test_model_formats.py.)
     v = ok(_register(b["editor"], "stolen", b_clean), 201)["registered_version"]
     meta = (b_clean / "MLmodel").read_text().replace("model.skops", str(a_file))
     d.write_registry_file(b["id"], "stolen", v, "MLmodel", meta.encode())
-    refused = error(_predict(b["editor"], "stolen", v, x), 422, "UNTRUSTED_MODEL")
-    assert "outside" in refused["message"] or "absolute" in refused["message"]
+    refused = error(_predict(b["editor"], "stolen", v, x), 409, "MODEL_INTEGRITY_FAILED")
+    assert refused["details"]["files"] == ["MLmodel"]
     # A's predictions never came back to B, by any of these.
     assert a_answer != [0] * len(x)
 
