@@ -219,7 +219,7 @@ class LocalModels(ModelsWalk, Door):
             key_id=found.key_id,
             signature_digest=found.signature_digest,
             files=found.files,
-            promotable=found.ok or (found.status == "unsigned" and provenance.allow_unsigned),
+            promotable=provenance.promotable(found),
         )
 
     def bom(self, model_id: str, version: str | int) -> dict[str, Any]:

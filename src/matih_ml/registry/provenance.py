@@ -412,6 +412,11 @@ class Provenance:
             folder = self._download(tenant_id, model, version, Path(tmp) / "files")
             return self.check_folder(tenant_id, model, version, tags, folder)
 
+    def promotable(self, result: Verification) -> bool:
+        """Whether :meth:`require_promotable` would let a version with this result move
+        up: verified, or unsigned while unsigned versions are allowed."""
+        return result.ok or (result.status == "unsigned" and self.allow_unsigned)
+
     def require_promotable(self, tenant_id: str, model: str, version: str) -> Verification:
         """Check a version before a move into staging or production.
 
@@ -421,7 +426,7 @@ class Provenance:
         """
         result = self.verify(tenant_id, model, version)
         if result.status == "unsigned":
-            if self.allow_unsigned:
+            if self.promotable(result):
                 return result
             raise IntegrityError(
                 f"Version {version} of {model!r} is unsigned (registered before signing), "
