@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class ModelCache:
         self._models: OrderedDict[Key, LoadedModel] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
         self.loads = 0
+        self._loads_of: Counter[Key] = Counter()
 
     def get(self, tenant_id: str, model: str, version: str) -> LoadedModel:
         """The loaded version, loading it if needed."""
@@ -69,12 +70,19 @@ class ModelCache:
                 found = LoadedModel.load(tenant_id, model, version, files, self._runtime)
                 with self._lock:
                     self.loads += 1
+                    self._loads_of[key] += 1
                     self._models[key] = found
                     while len(self._models) > self.size:
                         self._models.popitem(last=False)
             with self._lock:
                 self._loading.pop(key, None)
             return found
+
+    def loads_of(self, tenant_id: str, model: str, version: str) -> int:
+        """How many times this version has been loaded (each load after an eviction
+        counts)."""
+        with self._lock:
+            return self._loads_of[(tenant_id, model, version)]
 
     def peek(self, tenant_id: str, model: str, version: str) -> LoadedModel | None:
         """The loaded version if it is loaded (never loads)."""
