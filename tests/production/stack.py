@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from conftest import ServeProcess
@@ -47,6 +48,8 @@ class Stack:
             self.s3_proxy = TcpProxy(s3.host or "127.0.0.1", s3.port or 80)
             self.s3_url = f"http://127.0.0.1:{self.s3_proxy.port}"
         self.replicas: list[ServeProcess] = []
+        # docs/deploy.md: replicas share one secret key (webhook secrets, signing keys).
+        self.secret_key = Fernet.generate_key().decode()
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment docs/deploy.md gives a replica."""
@@ -58,6 +61,7 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
             "MATIH_DATA_DIR": str(self.tmp_path / "data"),
+            "MATIH_SECRET_KEY": self.secret_key,
             **extra,
         }
 
