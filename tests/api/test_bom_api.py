@@ -11,6 +11,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from api.helpers import error, ok, register
 from matih_ml.client import ClientConfig, MatihClient
+from matih_ml.registry.metadata import TAG_SIGNATURE_DIGEST
 
 VALIDATOR = JsonStrictValidator(SchemaVersion.V1_6)
 
@@ -43,7 +44,7 @@ def assert_names_pins(doc: dict, pins: dict[str, str], framework: str) -> None:
 
 
 def test_viewer_reads_valid_boms_of_sklearn_onnx_and_pytorch_versions(
-    acme, saved_sklearn_model, sk_model
+    acme, services, saved_sklearn_model, sk_model
 ) -> None:
     from skl2onnx import to_onnx
 
@@ -74,8 +75,11 @@ def test_viewer_reads_valid_boms_of_sklearn_onnx_and_pytorch_versions(
         assert (component["name"], component["version"]) == (model, "1")
         assert "modelCard" in component
         assert_names_pins(doc, pins_of(acme.viewer, model), framework)
-        signature = {p["name"]: p["value"] for p in component["properties"]}["matih:signature"]
-        assert signature in ("signed", "unsigned")
+        props = {p["name"]: p["value"] for p in component["properties"]}
+        # The embedded default signs every version: the BOM carries the version's digest.
+        tags = services.registry.version_tags(acme.tenant_id, model, "1")
+        assert props["matih:signature"] == "signed"
+        assert props["matih:signature.digest"] == tags[TAG_SIGNATURE_DIGEST]
     # The registered run's metrics are the card's.
     card = bom_of(acme.viewer, "churn")["metadata"]["component"]["modelCard"]
     assert card["quantitativeAnalysis"]["performanceMetrics"] == [
