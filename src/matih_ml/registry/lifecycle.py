@@ -28,6 +28,7 @@ from matih_ml.errors import (
     ValidationError,
 )
 from matih_ml.events.catalog import EventType
+from matih_ml.keyed_locks import KeyedLocks
 from matih_ml.registry import lifecycle_events
 from matih_ml.registry.gates import GateResult, production_gate, staging_gate
 from matih_ml.registry.lifecycle_reads import LifecycleReads, Move, TransitionResult, move_of
@@ -95,6 +96,11 @@ class LifecycleService(LifecycleReads):
         self._events = registry.events
         self.policies = PolicyStore(db)
         self.reviews = ReviewService(registry, db, self._current_stage)
+        # Registrations of one model in this process queue here, not on the database:
+        # on SQLite the model's lock is the database's write lock, held across the whole
+        # registration (download, checks, twin, signature, upload), and a waiter there
+        # gives up after the busy timeout (a 503) when that runs long.
+        self._registering = KeyedLocks()
 
     # ------------------------------------------------------------------ moves
 
@@ -235,6 +241,18 @@ class LifecycleService(LifecycleReads):
         """
         name = validation.model_name(model_id)
         validate_tenant_id(tenant_id)
+        with self._registering.hold((tenant_id, name)):
+            done = self._register_locked(tenant_id, name, run_id, options)
+        # Only a new version lands: the same run again answers its version where it is
+        # now (it may have been promoted, or archived, since).
+        if land and done.created and self._land_new(tenant_id, name, done.version.version, options):
+            version = self._registry.get_version(tenant_id, name, done.version.version)
+            return Registration(version, done.created)
+        return done
+
+    def _register_locked(
+        self, tenant_id: str, name: str, run_id: str, options: dict[str, Any]
+    ) -> Registration:
         # The intent is written before the lock: on SQLite the lock is the database's
         # write lock, which a second transaction inside it would wait on forever. The
         # tenant's signing key, made on first need, likewise.
@@ -250,11 +268,6 @@ class LifecycleService(LifecycleReads):
                     tenant_id, name, run_id, p, **options
                 )
             crash_point("register.after_commit")
-        # Only a new version lands: the same run again answers its version where it is
-        # now (it may have been promoted, or archived, since).
-        if land and done.created and self._land_new(tenant_id, name, done.version.version, options):
-            version = self._registry.get_version(tenant_id, name, done.version.version)
-            return Registration(version, done.created)
         return done
 
     def register_model(
