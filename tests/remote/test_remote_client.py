@@ -345,6 +345,33 @@ def test_force_needs_an_admin_and_a_reason(people, rules_model) -> None:
     assert last["actor"].startswith("admin-key-")
 
 
+def test_verify_and_bom_with_only_a_url_and_a_key(people, rules_model) -> None:
+    """Issue 22's reports from another machine: a viewer verifies and reads the BOM of
+    A's version; B's key gets NOT_FOUND for both."""
+    viewer, b = people["viewer"], people["b_admin"]
+    checked = viewer("models", "verify", rules_model, "1", "--json")
+    assert checked.rc == 0, checked
+    assert (checked.out["status"], checked.out["promotable"]) == ("verified", True), checked
+    assert checked.out["key_id"], checked
+    plain = viewer("models", "bom", rules_model, "1")
+    assert plain.rc == 0, plain
+    doc = json.loads(plain.stdout)
+    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    component = doc["metadata"]["component"]
+    assert (component["type"], component["name"], component["version"]) == (
+        "machine-learning-model",
+        rules_model,
+        "1",
+    )
+    props = {p["name"]: p["value"] for p in component["properties"]}
+    assert props["matih:signature"] == "signed"
+    assert props["matih:signature.key_id"] == checked.out["key_id"]
+    assert any(c["type"] == "library" for c in doc["components"]), doc["components"]
+    for command in ("verify", "bom"):
+        refused = b("models", command, rules_model, "1", "--json")
+        assert refused.error["code"] == "NOT_FOUND", (command, refused)
+
+
 def test_the_cli_wrote_nothing_in_the_folders_it_ran_in(people) -> None:
     """No profile, no .matih, no cache: only the policy file the viewer's test wrote."""
     written = {who: files_in(person.folder) for who, person in people.items()}
