@@ -80,3 +80,23 @@ def test_a_local_download_never_follows_a_link_out_of_the_tenants_folder(tmp_pat
             _local_file(str(acme), rel)
     with pytest.raises(ValidationError, match="folder"):
         _local_file(str(acme), "1/run")
+
+
+def test_every_error_of_ours_has_an_mlflow_code_and_no_500() -> None:
+    """An error class missing from the door's table became a 500 INTERNAL_ERROR (the
+    signature check's IntegrityError did, at a transition through the door)."""
+    import json
+
+    from matih_ml import errors
+    from matih_ml.api.mlflow.door import error_of
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    ours = [c for c in classes if issubclass(c, errors.MatihError) and c is not errors.MatihError]
+    assert errors.IntegrityError in ours
+    for cls in ours:
+        answer = error_of(cls("boom"))
+        body = json.loads(answer.body)
+        assert answer.status_code == errors.STATUS[cls] or (
+            cls is errors.ValidationError and answer.status_code == 400
+        ), cls
+        assert body["error_code"] != "INTERNAL_ERROR" and body["message"] == "boom", cls
