@@ -25,6 +25,7 @@ from matih_ml.registry.policy import PolicyStore
 from matih_ml.registry.projection import StageProjector
 from matih_ml.registry.provenance import Provenance, SigningKeys, sign_folder
 from matih_ml.registry.service import RegistryService
+from matih_ml.registry.signed_files import SignedFiles
 from matih_ml.runtime.loader import ModelRuntime
 from matih_ml.runtime.sandbox import SandboxLimits
 from matih_ml.store import migrate
@@ -63,6 +64,7 @@ class Services:
     runtime: ModelRuntime
     projector: StageProjector
     provenance: Provenance
+    signed_files: SignedFiles
 
     @property
     def serving(self) -> PredictionService:
@@ -191,4 +193,5 @@ def build_services(settings: Settings) -> Services:
         runtime=runtime,
         projector=projector,
         provenance=provenance,
+        signed_files=SignedFiles(provenance, registry.download_version_file),
     )

@@ -198,7 +198,7 @@ class IntegrityFailed(_Data):
     model: str
     version: str
     reason: str
-    where: Literal["promotion", "serving", "batch"]
+    where: Literal["promotion", "serving", "batch", "download"]
     key_id: str | None = None
     signature_digest: str | None = None
     files: list[str] = Field(default=[], description="The files that differ, when known")

@@ -205,6 +205,9 @@ class LocalModels(ModelsWalk, Door):
             local = self._s.registry.download_version_file(
                 tenant, model_id, version, path, Path(tmp)
             )
+            # Checked against the version's signature before a byte is sent.
+            rel = local.relative_to(Path(tmp)).as_posix()
+            self._s.signed_files.require(tenant, model_id, str(version), rel, local)
             return local.read_bytes()
 
     def verify(self, model_id: str, version: str | int) -> VerificationRead:

@@ -412,6 +412,15 @@ class Provenance:
             folder = self._download(tenant_id, model, version, Path(tmp) / "files")
             return self.check_folder(tenant_id, model, version, tags, folder)
 
+    def tags_of(self, tenant_id: str, model: str, version: str) -> dict[str, str]:
+        """A version's tags (its signature's digest and key among them)."""
+        return self._tags_of(tenant_id, model, version)
+
+    def refuse(self, tenant_id: str, result: Verification, where: str) -> Verification:
+        """Refuse a failed check made elsewhere (one file of a download): the episode, its
+        event, and the error, as for a whole version."""
+        return self._settle(tenant_id, result, where)
+
     def promotable(self, result: Verification) -> bool:
         """Whether :meth:`require_promotable` would let a version with this result move
         up: verified, or unsigned while unsigned versions are allowed."""

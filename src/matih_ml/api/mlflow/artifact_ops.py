@@ -5,7 +5,8 @@ leaves the tenant's prefix. Reads may look at anything under it. Writes and dele
 touch only an experiment's folder (``<experiment id>/...``, where runs and logged models
 keep their files) of an active experiment of the tenant: the registry's own copies under
 ``models/`` are written by registration alone, so a version's files cannot be swapped
-after its gates passed.
+after its gates passed; and a file of theirs is sent only if it is the one that was
+signed (a store changed behind the service's back).
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ def _local_file(root: str, rel: str) -> FileAnswer:
     return FileAnswer(str(path), path.name, _nothing)
 
 
+def _checked(call: Call, rel: str, answer: FileAnswer) -> FileAnswer:
+    """A file of a version's registry copy (``models/<name>/<version>/<path>``) is sent
+    only if it is the one that was signed (:mod:`matih_ml.registry.signed_files`)."""
+    parts = rel.split("/", 3)
+    if len(parts) < 4 or parts[0] != "models":
+        return answer
+    try:
+        call.services.signed_files.require(
+            call.tenant, parts[1], parts[2], parts[3], Path(answer.path)
+        )
+    except BaseException:
+        answer.cleanup()
+        raise
+    return answer
+
+
 def download(call: Call, artifact_path: str) -> FileAnswer:
     """``GET .../artifacts/<path>``: one file."""
     rel = call.uris.relative(artifact_path)
@@ -74,7 +91,7 @@ def download(call: Call, artifact_path: str) -> FileAnswer:
         raise ValidationError("An artifact path is required.", details={"field": "path"})
     if call.uris.root.startswith("/"):
         # MLflow's local repository would copy the file to a temp folder to send it.
-        return _local_file(call.uris.root, rel)
+        return _checked(call, rel, _local_file(call.uris.root, rel))
     tmp = tempfile.mkdtemp(prefix="matih-artifact-")
     try:
         with translated(f"Artifact {rel!r}"):
@@ -88,7 +105,8 @@ def download(call: Call, artifact_path: str) -> FileAnswer:
     if local.is_dir():
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValidationError(f"Artifact {rel!r} is a folder; list it instead.")
-    return FileAnswer(str(local), local.name, lambda: shutil.rmtree(tmp, ignore_errors=True))
+    answer = FileAnswer(str(local), local.name, lambda: shutil.rmtree(tmp, ignore_errors=True))
+    return _checked(call, rel, answer)
 
 
 def upload(call: Call, artifact_path: str) -> object:

@@ -11,6 +11,9 @@
 - Deleting a version or a model goes through the lifecycle too (a production version is
   never deleted); renaming is refused.
 - Tags under ``matih.`` on models and versions are the service's own.
+- A version's download URI (what ``load_model("models:/NAME@production")`` fetches) is the
+  registry's copy of its files: written by registration alone, signed, and checked file
+  by file as it is sent; not the run's folder, which the run's editors can still write.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mlflow.protos.model_registry_pb2 import (
     DeleteRegisteredModel,
     DeleteRegisteredModelAlias,
     DeleteRegisteredModelTag,
+    GetModelVersionDownloadUri,
     SetModelVersionTag,
     SetRegisteredModelAlias,
     SetRegisteredModelTag,
@@ -36,6 +40,7 @@ from mlflow.server.handlers import _get_request_message, _wrap_response
 from matih_ml.api.mlflow.door import Call
 from matih_ml.errors import ConflictError, GateFailedError, ValidationError
 from matih_ml.mlflow_errors import translated
+from matih_ml.registry.metadata import TAG_ARTIFACT_URI
 from matih_ml.registry.policy import PolicyStore
 
 STAGE_ALIASES = {"staging": "staging", "production": "production"}
@@ -201,6 +206,18 @@ def delete_model(call: Call) -> object:
     return _wrap_response(DeleteRegisteredModel.Response())
 
 
+def download_uri(call: Call) -> object:
+    """``model-versions/get-download-uri``: the registry's copy of the version's files."""
+    message = _get_request_message(GetModelVersionDownloadUri())
+    with translated(f"Version {message.version} of {message.name!r}"):
+        mv = call.services.backend.client.get_model_version(message.name, message.version)
+    copy = (mv.tags or {}).get(TAG_ARTIFACT_URI)
+    if not copy:  # registered before the registry kept copies: the run's files
+        return handlers._get_model_version_download_uri()
+    # The door shows the physical location as mlflow-artifacts:/models/<name>/<version>.
+    return _wrap_response(GetModelVersionDownloadUri.Response(artifact_uri=copy))
+
+
 def create_model(call: Call) -> object:
     """``registered-models/create``, without the service's own tags."""
     _check_tags({t.key for t in _get_request_message(CreateRegisteredModel()).tags})
@@ -224,6 +241,7 @@ OPS = {
     "_delete_model_version": delete_version,
     "_delete_registered_model": delete_model,
     "_create_registered_model": create_model,
+    "_get_model_version_download_uri": download_uri,
     "_set_registered_model_tag": _guarded(SetRegisteredModelTag, "_set_registered_model_tag"),
     "_set_model_version_tag": _guarded(SetModelVersionTag, "_set_model_version_tag"),
     "_delete_registered_model_tag": _guarded(
