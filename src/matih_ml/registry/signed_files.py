@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from matih_ml.registry.provenance import (
 )
 
 Manifest = dict[str, str]  # a file's path in the version's folder -> its sha256 (hex)
+Signed = tuple[str | None, str | None]  # a version's signature digest and key id
 
 
 def _sha256(path: Path) -> str:
@@ -72,6 +74,9 @@ class SignedFiles:
             checks.
         download_file: Copies one file of a version's registry copy into a folder.
         cache_size: How many verified manifests are kept.
+        signature_ttl_s: How long a version's signature digest and key id, read from its
+            tags, are trusted before they are read again (a refusal always reads them
+            again first).
     """
 
     def __init__(
@@ -80,12 +85,15 @@ class SignedFiles:
         download_file: Callable[[str, str, str, str, Path], Path],
         *,
         cache_size: int = 256,
+        signature_ttl_s: float = 60.0,
     ) -> None:
         self._provenance = provenance
         self._download_file = download_file
         self._size = cache_size
         self._lock = threading.Lock()
         self._manifests: OrderedDict[tuple[str, str, str], Manifest] = OrderedDict()
+        self._ttl_s = signature_ttl_s
+        self._signatures: OrderedDict[tuple[str, str, str], tuple[float, Signed]] = OrderedDict()
 
     def require(
         self, tenant_id: str, model: str, version: str, path: str, local: Path
@@ -100,27 +108,57 @@ class SignedFiles:
                 does not verify (one ``MODEL_INTEGRITY_FAILED`` per episode).
             NotFoundError: If the version is not the tenant's.
         """
-        tags = self._provenance.tags_of(tenant_id, model, version)
-        digest, key_id = tags.get(TAG_SIGNATURE_DIGEST), tags.get(TAG_SIGNATURE_KEY_ID)
+        key = (tenant_id, model, version)
+        cached = self._cached_signature(key)
+        signature = cached or self._read_signature(key)
+        failure = self._failure(key, signature, path, local)
+        if failure is not None and cached is not None:
+            # Read again before refusing: the version may have been deleted and
+            # registered anew under the same number since its tags were remembered.
+            signature = self._read_signature(key)
+            failure = self._failure(key, signature, path, local)
+        digest, key_id = signature
+        if failure is None:
+            status: Status = "verified" if digest and key_id else "unsigned"
+            return Verification(model, version, status, "", key_id, digest)
+        reason, files = failure
+        result = Verification(model, version, "failed", reason, key_id, digest, files)
+        return self._provenance.refuse(tenant_id, result, "download")
 
-        def found(status: Status, reason: str, files: list[str]) -> Verification:
-            return Verification(model, version, status, reason, key_id, digest, files)
+    def _cached_signature(self, key: tuple[str, str, str]) -> Signed | None:
+        with self._lock:
+            found = self._signatures.get(key)
+            if found is None or found[0] < time.monotonic():
+                return None
+            return found[1]
 
-        if not digest or not key_id:
-            return found("unsigned", "the version was registered unsigned", [])
-        if path == SIGNATURE_FILE:
-            return found("verified", "", [])
+    def _read_signature(self, key: tuple[str, str, str]) -> Signed:
+        """The version's signature digest and key id (None, None: unsigned), read from
+        its tags and remembered for a while: they are set once, when it became ready (a
+        tag read costs several of MLflow's queries, and a load fetches a dozen files)."""
+        tags = self._provenance.tags_of(*key)
+        signed = (tags.get(TAG_SIGNATURE_DIGEST), tags.get(TAG_SIGNATURE_KEY_ID))
+        with self._lock:
+            self._signatures[key] = (time.monotonic() + self._ttl_s, signed)
+            self._signatures.move_to_end(key)
+            while len(self._signatures) > self._size * 4:
+                self._signatures.popitem(last=False)
+        return signed
+
+    def _failure(
+        self, key: tuple[str, str, str], signed: Signed, path: str, local: Path
+    ) -> tuple[str, list[str]] | None:
+        """Why ``local`` may not be sent (a reason, the files), or None."""
+        digest, key_id = signed
+        if not digest or not key_id or path == SIGNATURE_FILE:
+            return None
         try:
-            manifest = self._manifest(tenant_id, model, version, digest, key_id)
+            manifest = self._manifest(*key, digest, key_id)
         except ValueError as exc:
-            return self._provenance.refuse(tenant_id, found("failed", str(exc), []), "download")
+            return str(exc), []
         if manifest.get(path) != _sha256(local):
-            return self._provenance.refuse(
-                tenant_id,
-                found("failed", f"files changed since it was signed: {path}", [path]),
-                "download",
-            )
-        return found("verified", "", [])
+            return f"files changed since it was signed: {path}", [path]
+        return None
 
     def _manifest(
         self, tenant_id: str, model: str, version: str, digest: str, key_id: str
