@@ -13,7 +13,6 @@ file the manifest does not list, or whose bytes differ, is refused with
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import threading
 import time
@@ -32,14 +31,6 @@ from matih_ml.registry.provenance import (
 
 Manifest = dict[str, str]  # a file's path in the version's folder -> its sha256 (hex)
 Signed = tuple[str | None, str | None]  # a version's signature digest and key id
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(signature: Path, public_pem: str) -> Manifest:
@@ -156,7 +147,7 @@ class SignedFiles:
             manifest = self._manifest(*key, digest, key_id)
         except ValueError as exc:
             return str(exc), []
-        if manifest.get(path) != _sha256(local):
+        if manifest.get(path) != file_digest(local).removeprefix("sha256:"):
             return f"files changed since it was signed: {path}", [path]
         return None
 
